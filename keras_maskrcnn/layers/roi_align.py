@@ -1,0 +1,136 @@
+"""`RoiAlign`: multi-level RoIAlign over the feature pyramid, in one gather pass."""
+
+import math
+
+import keras
+from keras import ops
+
+
+def pyramid_level(boxes, canonical_size=224.0, canonical_level=1, num_levels=5):
+    """Pyramid level index (..., ) int32 of boxes (..., 4): floor(canonical_level + log2(sqrt(wh) / canonical_size)).
+
+    Index 0 is the finest level given to `RoiAlign` (P3); the result is clipped to [0, num_levels - 1].
+    """
+    width = boxes[..., 2] - boxes[..., 0]
+    height = boxes[..., 3] - boxes[..., 1]
+    size = ops.sqrt(ops.maximum(width * height, 1e-12))
+    level = ops.floor(canonical_level + ops.log(size / canonical_size) / math.log(2.0))
+    return ops.cast(ops.clip(level, 0, num_levels - 1), "int32")
+
+
+def _sample_axis(start, length, extent, bins, sampling_ratio):
+    """Sample coordinates along one axis, as torchvision's roi_align(aligned=True) places them.
+
+    start, length: (B, N) box start and length in feature cells; extent: (B, N) float feature size.
+    Returns low index, high index (int32), low weight, high weight, all (B, N, bins * sampling_ratio).
+    """
+    steps = (ops.arange(bins * sampling_ratio, dtype="float32") + 0.5) / sampling_ratio
+    coords = start[..., None] - 0.5 + length[..., None] / bins * steps
+    extent = extent[..., None]
+    inside = ops.logical_and(coords >= -1.0, coords <= extent)
+    coords = ops.maximum(coords, 0.0)
+    low = ops.floor(coords)
+    at_edge = low >= extent - 1.0
+    low = ops.where(at_edge, extent - 1.0, low)
+    high = ops.where(at_edge, low, low + 1.0)
+    coords = ops.where(at_edge, low, coords)
+    frac = coords - low
+    inside = ops.cast(inside, "float32")
+    return ops.cast(low, "int32"), ops.cast(high, "int32"), (1.0 - frac) * inside, frac * inside
+
+
+@keras.saving.register_keras_serializable(package="keras_maskrcnn")
+class RoiAlign(keras.layers.Layer):
+    """[boxes (B,N,4), P3, ..., P7 (B,H_l,W_l,C)] -> (B, N, crop_h, crop_w, C).
+
+    Boxes are x1y1x2y2 in input-image pixels. Each box is pooled from the level chosen by
+    `pyramid_level`, with the semantics of torchvision.ops.roi_align(aligned=True): every output
+    bin averages sampling_ratio x sampling_ratio bilinear samples; samples further than one cell
+    outside the map count as zero. All levels are flattened into one table and every bilinear
+    corner of every box is fetched in a single gather.
+    """
+
+    def __init__(self, crop_size=(14, 14), sampling_ratio=2, strides=(8, 16, 32, 64, 128),
+                 canonical_size=224.0, canonical_level=1, **kwargs):
+        super().__init__(**kwargs)
+        self.crop_size = tuple(int(c) for c in crop_size)
+        self.sampling_ratio = int(sampling_ratio)
+        self.strides = tuple(int(s) for s in strides)
+        self.canonical_size = float(canonical_size)
+        self.canonical_level = int(canonical_level)
+
+    def call(self, inputs):
+        boxes, features = inputs[0], list(inputs[1:])
+        if len(features) != len(self.strides):
+            raise ValueError(f"RoiAlign expects {len(self.strides)} feature maps, got {len(features)}")
+        dtype = features[0].dtype
+        boxes = ops.cast(boxes, "float32")
+        channels = features[0].shape[-1]
+        batch = ops.shape(boxes)[0]
+        num_boxes = ops.shape(boxes)[1]
+
+        heights, widths, sizes = [], [], []
+        for feature in features:
+            shape = ops.shape(feature)
+            heights.append(shape[1])
+            widths.append(shape[2])
+            sizes.append(shape[1] * shape[2])
+        heights = ops.cast(ops.stack(heights), "int32")
+        widths = ops.cast(ops.stack(widths), "int32")
+        sizes = heights * widths
+        offsets = ops.cumsum(sizes) - sizes
+        table = ops.concatenate([ops.reshape(f, (batch, -1, channels)) for f in features], axis=1)
+        per_image = ops.sum(sizes)
+        table = ops.reshape(table, (-1, channels))
+
+        level = pyramid_level(boxes, self.canonical_size, self.canonical_level, len(self.strides))
+        scale = ops.take(ops.convert_to_tensor([1.0 / s for s in self.strides], dtype="float32"), level)
+        level_height = ops.take(heights, level)
+        level_width = ops.take(widths, level)
+        base = ops.take(offsets, level) + ops.arange(batch, dtype="int32")[:, None] * per_image
+
+        crop_h, crop_w = self.crop_size
+        y_low, y_high, wy_low, wy_high = _sample_axis(
+            boxes[..., 1] * scale, (boxes[..., 3] - boxes[..., 1]) * scale,
+            ops.cast(level_height, "float32"), crop_h, self.sampling_ratio)
+        x_low, x_high, wx_low, wx_high = _sample_axis(
+            boxes[..., 0] * scale, (boxes[..., 2] - boxes[..., 0]) * scale,
+            ops.cast(level_width, "float32"), crop_w, self.sampling_ratio)
+
+        # Rows and columns of the (2 * samples_y) x (2 * samples_x) grid of bilinear corners.
+        rows = ops.stack([y_low, y_high], axis=-1)
+        cols = ops.stack([x_low, x_high], axis=-1)
+        row_weights = ops.stack([wy_low, wy_high], axis=-1)
+        col_weights = ops.stack([wx_low, wx_high], axis=-1)
+        index = (
+            base[:, :, None, None, None, None]
+            + rows[:, :, :, :, None, None] * level_width[:, :, None, None, None, None]
+            + cols[:, :, None, None, :, :]
+        )
+        samples_y = crop_h * self.sampling_ratio
+        samples_x = crop_w * self.sampling_ratio
+        corners = ops.take(table, ops.reshape(index, (-1,)), axis=0)
+        corners = ops.reshape(corners, (batch, num_boxes, samples_y, 2, samples_x, 2, channels))
+        weights = row_weights[:, :, :, :, None, None] * col_weights[:, :, None, None, :, :]
+        weights = ops.cast(weights / (self.sampling_ratio ** 2), dtype)
+        weighted = corners * weights[..., None]
+        weighted = ops.reshape(
+            weighted,
+            (batch, num_boxes, crop_h, 2 * self.sampling_ratio, crop_w, 2 * self.sampling_ratio, channels),
+        )
+        return ops.sum(weighted, axis=(3, 5))
+
+    def compute_output_shape(self, input_shape):
+        boxes_shape, feature_shape = input_shape[0], input_shape[1]
+        return (boxes_shape[0], boxes_shape[1], self.crop_size[0], self.crop_size[1], feature_shape[-1])
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            crop_size=list(self.crop_size),
+            sampling_ratio=self.sampling_ratio,
+            strides=list(self.strides),
+            canonical_size=self.canonical_size,
+            canonical_level=self.canonical_level,
+        )
+        return config

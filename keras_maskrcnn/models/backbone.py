@@ -1,0 +1,122 @@
+"""Backbones from `keras.applications` and the `backbone(name)` factory."""
+
+import os
+
+import keras
+import numpy as np
+
+from .. import layers, losses
+from .maskrcnn import maskrcnn
+from .retinanet import PriorProbability
+
+# name -> (keras.applications constructor, [C3, C4, C5] layer names, preprocessing mode);
+# None stands for the application's own output.
+_APPLICATIONS = {
+    "resnet50": ("ResNet50", ["conv3_block4_out", "conv4_block6_out", "conv5_block3_out"], "caffe"),
+    "resnet101": ("ResNet101", ["conv3_block4_out", "conv4_block23_out", "conv5_block3_out"], "caffe"),
+    "resnet152": ("ResNet152", ["conv3_block8_out", "conv4_block36_out", "conv5_block3_out"], "caffe"),
+    "mobilenetv2": ("MobileNetV2", ["block_6_expand_relu", "block_13_expand_relu", "out_relu"], "tf"),
+    "mobilenetv3small": ("MobileNetV3Small", ["expanded_conv_2_add", "expanded_conv_7_add", None], "rgb"),
+    "mobilenetv3large": ("MobileNetV3Large", ["expanded_conv_5_add", "expanded_conv_11_add", None], "rgb"),
+    "efficientnetb0": ("EfficientNetB0", ["block4a_expand_activation", "block6a_expand_activation", "top_activation"], "rgb"),
+    "efficientnetb1": ("EfficientNetB1", ["block4a_expand_activation", "block6a_expand_activation", "top_activation"], "rgb"),
+    "efficientnetb2": ("EfficientNetB2", ["block4a_expand_activation", "block6a_expand_activation", "top_activation"], "rgb"),
+    "efficientnetb3": ("EfficientNetB3", ["block4a_expand_activation", "block6a_expand_activation", "top_activation"], "rgb"),
+    "densenet121": ("DenseNet121", ["conv3_block12_concat", "conv4_block24_concat", "conv5_block16_concat"], "torch"),
+    "vgg16": ("VGG16", ["block3_pool", "block4_pool", "block5_pool"], "caffe"),
+}
+
+BACKBONES = tuple(_APPLICATIONS)
+
+_CAFFE_MEAN_BGR = np.array([103.939, 116.779, 123.68], dtype=np.float32)
+_TORCH_MEAN_RGB = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+_TORCH_STD_RGB = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+
+
+def preprocess_image(image, mode="caffe"):
+    """BGR image(s) (..., H, W, 3), uint8 or float in [0, 255] -> float32 input of a backbone.
+
+    caffe: BGR minus the ImageNet mean; tf: RGB scaled to [-1, 1]; torch: RGB in [0, 1]
+    normalised by ImageNet mean and std; rgb: RGB in [0, 255] (the model normalises itself).
+    """
+    x = np.asarray(image, dtype=np.float32)
+    if mode == "caffe":
+        return x - _CAFFE_MEAN_BGR
+    rgb = x[..., ::-1]
+    if mode == "tf":
+        return rgb / 127.5 - 1.0
+    if mode == "torch":
+        return (rgb / 255.0 - _TORCH_MEAN_RGB) / _TORCH_STD_RGB
+    if mode == "rgb":
+        return np.ascontiguousarray(rgb)
+    raise ValueError(f"unknown preprocessing mode {mode!r}")
+
+
+class Backbone:
+    """A backbone network by name, with what is needed to build, load and feed a Mask R-CNN on it."""
+
+    def __init__(self, name):
+        self.name = name
+        self.validate()
+        self.application, self.feature_layers, self.preprocessing = _APPLICATIONS[name]
+        self.custom_objects = {
+            "UpsampleLike": layers.UpsampleLike,
+            "PriorProbability": PriorProbability,
+            "RegressBoxes": layers.RegressBoxes,
+            "ClipBoxes": layers.ClipBoxes,
+            "FilterDetections": layers.FilterDetections,
+            "Anchors": layers.Anchors,
+            "RoiAlign": layers.RoiAlign,
+            "FlattenRois": layers.FlattenRois,
+            "UnflattenRois": layers.UnflattenRois,
+            "FocalLoss": losses.FocalLoss,
+            "SmoothL1Loss": losses.SmoothL1Loss,
+            "MaskBinaryCrossentropy": losses.MaskBinaryCrossentropy,
+        }
+
+    def validate(self):
+        """Raises ValueError, listing the valid names, if this backbone is unknown."""
+        if self.name not in _APPLICATIONS:
+            raise ValueError(f"backbone {self.name!r} is not supported; choose one of: {', '.join(BACKBONES)}")
+
+    def preprocess_image(self, image):
+        """BGR image(s) in [0, 255] -> float32 input for this backbone."""
+        return preprocess_image(image, self.preprocessing)
+
+    def features(self, inputs, weights=None, freeze_backbone=False):
+        """[C3, C4, C5] of this backbone on `inputs` (strides 8, 16, 32).
+
+        weights: None (random), 'imagenet' (downloads; needs the internet) or a path to a weights file
+        of the `keras.applications` model without top. Batch normalisation is frozen (inference
+        statistics), as keras-retinanet trained it; freeze_backbone freezes every backbone layer.
+        """
+        if isinstance(weights, str) and weights != "imagenet" and not os.path.isfile(weights):
+            raise ValueError(f"backbone weights file {weights!r} does not exist")
+        constructor = getattr(keras.applications, self.application)
+        kwargs = dict(input_tensor=inputs, include_top=False, weights=weights)
+        if self.application.startswith("MobileNetV3"):
+            kwargs["include_preprocessing"] = True
+        model = constructor(**kwargs)
+        for layer in model.layers:
+            if freeze_backbone or isinstance(layer, keras.layers.BatchNormalization):
+                layer.trainable = False
+        return [model.outputs[0] if name is None else model.get_layer(name).output for name in self.feature_layers]
+
+    def maskrcnn(self, num_classes, inputs=None, weights=None, freeze_backbone=False, modifier=None,
+                 **kwargs):
+        """Prediction model (see `keras_maskrcnn.models.maskrcnn.maskrcnn`) on this backbone.
+
+        modifier: optional callable applied to the backbone's `keras.Model` before use (e.g. to
+        freeze layers); kwargs go to `maskrcnn` (anchor_params, mask_dtype, score_threshold, ...).
+        """
+        if inputs is None:
+            inputs = keras.Input(shape=(None, None, 3), name="image")
+        backbone_layers = self.features(inputs, weights=weights, freeze_backbone=freeze_backbone)
+        if modifier is not None:
+            modifier(keras.Model(inputs, backbone_layers, name=f"{self.name}_backbone"))
+        return maskrcnn(inputs, backbone_layers, num_classes, name=f"{self.name}_maskrcnn", **kwargs)
+
+
+def backbone(name):
+    """The `Backbone` called `name` (one of `BACKBONES`); ValueError listing valid names otherwise."""
+    return Backbone(name)

@@ -1,0 +1,94 @@
+"""Mask R-CNN on RetinaNet: the prediction model and the training model that shares its layers.
+
+Layer names (stable; weights load by them):
+- backbone layers keep their `keras.applications` names; FPN: C3_reduced, C4_reduced, C5_reduced,
+  P5_upsampled, P4_merged, P4_upsampled, P3_merged, P3, P4, P5, P6, C6_relu, P7;
+- heads: regression_submodel, classification_submodel (shared over levels), concatenated by
+  `regression` and `classification`;
+- detections: anchors, boxes, clipped_boxes, filtered_detections;
+- mask branch: roi_align, roi_flatten, mask_submodel (roi_mask_0..4, roi_mask_upsample, roi_mask), masks.
+"""
+
+import keras
+
+from .. import layers
+from ..utils.anchors import AnchorParameters
+from .mask_head import mask_submodel
+from .retinanet import PYRAMID_LEVELS, detections, pyramid_features, retinanet_outputs
+
+FILTER_DEFAULTS = dict(
+    nms=True, class_specific_filter=True, score_threshold=0.05, nms_threshold=0.5,
+    max_detections=100, pre_nms_top_k=1000,
+)
+
+
+def mask_outputs(boxes, features, mask_model, mask_dtype=None):
+    """Masks (B, N, 28, 28, num_classes) for boxes (B, N, 4) in input pixels."""
+    pooled = layers.RoiAlign(name="roi_align")([boxes] + list(features))
+    flat = layers.FlattenRois(name="roi_flatten")(pooled)
+    return layers.UnflattenRois(dtype_out=mask_dtype, name="masks")([mask_model(flat), pooled])
+
+
+def _parts(model):
+    """(image, [P3..P7], regression, classification, mask_submodel) of a model built here."""
+    try:
+        features = [model.get_layer(level).output for level in PYRAMID_LEVELS]
+        regression = model.get_layer("regression").output
+        classification = model.get_layer("classification").output
+        mask_model = model.get_layer("mask_submodel")
+    except ValueError as error:
+        raise ValueError(f"model {model.name!r} is not a keras_maskrcnn model: {error}") from None
+    return model.inputs[0], features, regression, classification, mask_model
+
+
+def _prediction_graph(image, features, regression, classification, mask_model, anchor_params=None,
+                      mask_dtype=None, name="maskrcnn", **filter_kwargs):
+    options = dict(FILTER_DEFAULTS, **filter_kwargs)
+    boxes, scores, labels = detections(image, features, regression, classification, anchor_params, **options)
+    masks = mask_outputs(boxes, features, mask_model, mask_dtype)
+    return keras.Model(
+        inputs=image, outputs=[regression, classification, boxes, scores, labels, masks], name=name
+    )
+
+
+def maskrcnn(inputs, backbone_layers, num_classes, anchor_params=None, mask_dtype=None,
+             prior_probability=0.01, name="maskrcnn", **filter_kwargs):
+    """Prediction model: image (B,H,W,3) -> [regression (B,A,4), classification (B,A,C),
+    boxes (B,N,4), scores (B,N), labels (B,N) int32, masks (B,N,28,28,C)].
+
+    inputs: the image `keras.Input`; backbone_layers: [C3, C4, C5] computed from it.
+    filter_kwargs: nms, class_specific_filter, score_threshold, nms_threshold, max_detections,
+    pre_nms_top_k (see `FilterDetections`). mask_dtype: dtype of the masks output (default float32).
+    """
+    anchor_params = anchor_params or AnchorParameters.default
+    features = pyramid_features(*backbone_layers)
+    regression, classification = retinanet_outputs(features, num_classes, anchor_params.num_anchors(),
+                                                   prior_probability)
+    mask_model = mask_submodel(num_classes)
+    return _prediction_graph(inputs, features, regression, classification, mask_model, anchor_params,
+                             mask_dtype, name, **filter_kwargs)
+
+
+def training_model(model, name="maskrcnn_training"):
+    """Training model sharing every weight of `model` (a prediction or training model built here).
+
+    Inputs: image (B,H,W,3) and rois (B,M,4), the RoIs to predict masks for, x1y1x2y2 in input
+    pixels. Outputs, named for the losses: regression (B,A,4), classification (B,A,C),
+    masks (B,M,28,28,C).
+    """
+    image, features, regression, classification, mask_model = _parts(model)
+    rois = keras.Input(shape=(None, 4), name="rois")
+    masks = mask_outputs(rois, features, mask_model)
+    return keras.Model(inputs=[image, rois], outputs=[regression, classification, masks], name=name)
+
+
+def prediction_model(model, anchor_params=None, mask_dtype=None, name="maskrcnn", **filter_kwargs):
+    """Prediction model sharing every weight of `model` (a training or prediction model built here)."""
+    image, features, regression, classification, mask_model = _parts(model)
+    return _prediction_graph(image, features, regression, classification, mask_model, anchor_params,
+                             mask_dtype, name, **filter_kwargs)
+
+
+def is_training_model(model):
+    """True for a model whose inputs include the `rois` of the training model."""
+    return any(getattr(t, "name", "").startswith("rois") for t in model.inputs)

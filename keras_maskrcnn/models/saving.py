@@ -1,0 +1,74 @@
+"""Saving and loading models as native `.keras` files, with the settings needed to rebuild the prediction model."""
+
+import json
+import os
+import zipfile
+
+import keras
+
+from ..utils.anchors import AnchorParameters
+from .maskrcnn import is_training_model, prediction_model
+
+METADATA_NAME = "keras_maskrcnn.json"
+
+
+def save_model(model, filepath, **metadata):
+    """Saves `model` (with its optimizer, if compiled) to a `.keras` file, plus JSON `metadata`
+    (e.g. anchor_params as a dict, backbone, epoch, filter settings) stored inside the same file."""
+    if not str(filepath).endswith(".keras"):
+        raise ValueError(f"model files end in .keras, got {filepath!r}")
+    model.save(filepath)
+    with zipfile.ZipFile(filepath, "a") as archive:
+        archive.writestr(METADATA_NAME, json.dumps(metadata))
+
+
+def read_metadata(filepath):
+    """The metadata dict saved by `save_model`, or {} for other `.keras` files."""
+    try:
+        with zipfile.ZipFile(filepath) as archive:
+            if METADATA_NAME in archive.namelist():
+                return json.loads(archive.read(METADATA_NAME))
+    except zipfile.BadZipFile:
+        pass
+    return {}
+
+
+def _read(filepath, custom_objects, compile):
+    if not os.path.isfile(filepath):
+        raise ValueError(f"model file {filepath!r} does not exist")
+    try:
+        return keras.saving.load_model(filepath, custom_objects=custom_objects, compile=compile)
+    except Exception as error:  # keras raises many types for files that are not models
+        raise ValueError(f"{filepath!r} is not a Keras model file that keras_maskrcnn can read: {error}") from None
+
+
+def load_training_model(filepath, backbone_name="resnet50"):
+    """The compiled training model of a snapshot (with optimizer state) and its metadata."""
+    from .backbone import backbone
+
+    model = _read(filepath, backbone(backbone_name).custom_objects, compile=True)
+    if not is_training_model(model):
+        raise ValueError(f"{filepath!r} holds a prediction model; resuming training needs a training snapshot")
+    return model, read_metadata(filepath)
+
+
+def load_model(filepath, backbone_name="resnet50", anchor_params=None, **filter_kwargs):
+    """Loads a `.keras` file as the prediction model (image -> [..., boxes, scores, labels, masks]).
+
+    A training snapshot is converted to the prediction model, sharing its weights, with the
+    anchor parameters and filter settings stored in the file unless given here (filter_kwargs:
+    nms, class_specific_filter, score_threshold, nms_threshold, max_detections, pre_nms_top_k,
+    mask_dtype). A prediction model is returned as saved, unless filter_kwargs are given.
+    """
+    from .backbone import backbone
+
+    model = _read(filepath, backbone(backbone_name).custom_objects, compile=False)
+    if not is_training_model(model) and not filter_kwargs and anchor_params is None:
+        return model
+    metadata = read_metadata(filepath)
+    if anchor_params is None and metadata.get("anchor_params"):
+        anchor_params = AnchorParameters.from_config(metadata["anchor_params"])
+    if anchor_params is None and not is_training_model(model):
+        anchor_params = AnchorParameters.from_config(model.get_layer("anchors").get_config()["anchor_params"])
+    options = dict(metadata.get("filter", {}), **filter_kwargs)
+    return prediction_model(model, anchor_params=anchor_params, **options)
