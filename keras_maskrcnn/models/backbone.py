@@ -83,13 +83,16 @@ class Backbone:
         """BGR image(s) in [0, 255] -> float32 input for this backbone."""
         return preprocess_image(image, self.preprocessing)
 
-    def features(self, inputs, weights=None, freeze_backbone=False):
+    def features(self, inputs, weights=None, freeze_backbone=False, freeze_bn=None):
         """[C3, C4, C5] of this backbone on `inputs` (strides 8, 16, 32).
 
         weights: None (random), 'imagenet' (downloads; needs the internet) or a path to a weights file
-        of the `keras.applications` model without top. Batch normalisation is frozen (inference
-        statistics), as keras-retinanet trained it; freeze_backbone freezes every backbone layer.
+        of the `keras.applications` model without top. freeze_bn: batch normalisation kept in
+        inference mode; by default on with pretrained weights (as keras-retinanet trained) and off
+        from scratch, where its statistics must be learnt. freeze_backbone freezes every backbone layer.
         """
+        if freeze_bn is None:
+            freeze_bn = weights is not None
         if isinstance(weights, str) and weights != "imagenet" and not os.path.isfile(weights):
             raise ValueError(f"backbone weights file {weights!r} does not exist")
         constructor = getattr(keras.applications, self.application)
@@ -98,12 +101,12 @@ class Backbone:
             kwargs["include_preprocessing"] = True
         model = constructor(**kwargs)
         for layer in model.layers:
-            if freeze_backbone or isinstance(layer, keras.layers.BatchNormalization):
+            if freeze_backbone or (freeze_bn and isinstance(layer, keras.layers.BatchNormalization)):
                 layer.trainable = False
         return [model.outputs[0] if name is None else model.get_layer(name).output for name in self.feature_layers]
 
-    def maskrcnn(self, num_classes, inputs=None, weights=None, freeze_backbone=False, modifier=None,
-                 **kwargs):
+    def maskrcnn(self, num_classes, inputs=None, weights=None, freeze_backbone=False, freeze_bn=None,
+                 modifier=None, **kwargs):
         """Prediction model (see `keras_maskrcnn.models.maskrcnn.maskrcnn`) on this backbone.
 
         modifier: optional callable applied to the backbone's `keras.Model` before use (e.g. to
@@ -111,7 +114,7 @@ class Backbone:
         """
         if inputs is None:
             inputs = keras.Input(shape=(None, None, 3), name="image")
-        backbone_layers = self.features(inputs, weights=weights, freeze_backbone=freeze_backbone)
+        backbone_layers = self.features(inputs, weights=weights, freeze_backbone=freeze_backbone, freeze_bn=freeze_bn)
         if modifier is not None:
             modifier(keras.Model(inputs, backbone_layers, name=f"{self.name}_backbone"))
         return maskrcnn(inputs, backbone_layers, num_classes, name=f"{self.name}_maskrcnn", **kwargs)

@@ -1,0 +1,6 @@
+"""Test-wide settings: quiet TensorFlow logs, TensorFlow backend unless the caller chose another."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
