@@ -1,0 +1,145 @@
+"""Data pipeline throughput on tinycoco, and target memory of this layout against the seed's.
+
+    .venv/bin/python benchmarks/data.py [--data-dir ../shared/data/tinycoco] [--set train2017]
+                                        [--epochs 2] [--no-model]
+
+Prints batches per second at the default resize (min side 800, max side 1333), batch size 1,
+without augmentation, with the default training augmentation (flip x) and with full
+augmentation (flips, rotation, translation, shear, scaling, visual effects), read in the main
+process (workers 0) and with 2 worker threads / processes. Then the bytes of the targets per
+batch: this layout's mask targets (B x M x (1 + 28 * 28) float32 plus the RoIs) against the
+seed's dense layout (B x max annotations x (7 + H * W) float32: box, label, size, full-image
+mask); the anchor targets are the same in both. Last, unless --no-model, the time of one
+training step of the ResNet50 training model at batch size 1 on the same data.
+"""
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from keras_maskrcnn.preprocessing.coco import CocoGenerator  # noqa: E402
+from keras_maskrcnn.utils.image import random_visual_effect_generator  # noqa: E402
+from keras_maskrcnn.utils.transform import default_transform_generator, random_transform_generator  # noqa: E402
+
+MB = 1024.0 * 1024.0
+
+
+def augmentations():
+    full = random_transform_generator(min_rotation=-0.1, max_rotation=0.1, min_translation=(-0.1, -0.1),
+                                      max_translation=(0.1, 0.1), min_shear=-0.1, max_shear=0.1,
+                                      min_scaling=(0.9, 0.9), max_scaling=(1.1, 1.1), flip_x_chance=0.5)
+    return {
+        "none": {},
+        "flip-x (default)": {"transform_generator": default_transform_generator()},
+        "full": {"transform_generator": full, "visual_effect_generator": random_visual_effect_generator()},
+    }
+
+
+def batches_per_second(generator, epochs):
+    """Batches per second over `epochs` passes, as keras.Model.fit would draw them."""
+    from keras.src.trainers.data_adapters.py_dataset_adapter import PyDatasetAdapter
+
+    adapter = PyDatasetAdapter(generator)
+    count = 0
+    start = time.perf_counter()
+    for _ in range(epochs):
+        adapter.on_epoch_begin()
+        for _batch in adapter.get_numpy_iterator():
+            count += 1
+        adapter.on_epoch_end()
+    return count / (time.perf_counter() - start)
+
+
+def target_bytes(generator):
+    """Mean bytes per batch: (this layout's mask targets + RoIs, the seed's dense masks, anchor targets)."""
+    ours, dense, anchor = [], [], []
+    for index in range(len(generator)):
+        group = generator.groups[index]
+        inputs, targets = generator[index]
+        batch, height, width = inputs["image"].shape[:3]
+        most = max(len(generator.load_annotations(i)["labels"]) for i in group)
+        ours.append(targets["masks"].nbytes + inputs["rois"].nbytes)
+        dense.append(batch * most * (7 + height * width) * 4)
+        anchor.append(targets["regression"].nbytes + targets["classification"].nbytes)
+    return float(np.mean(ours)), float(np.mean(dense)), float(np.mean(anchor))
+
+
+def training_step_seconds(generator, steps=3):
+    """Seconds per train_on_batch of the ResNet50 training model (random weights), batch 1."""
+    import keras
+
+    from keras_maskrcnn import losses, models
+
+    model = models.backbone("resnet50").maskrcnn(num_classes=generator.num_classes())
+    training = models.training_model(model)
+    training.compile(optimizer=keras.optimizers.Adam(learning_rate=1e-5, clipnorm=0.001),
+                     loss=losses.training_losses())
+    inputs, targets = generator[0]
+    start = time.perf_counter()
+    training.train_on_batch(inputs, targets)
+    first = time.perf_counter() - start
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        training.train_on_batch(inputs, targets)
+        times.append(time.perf_counter() - start)
+    return first, float(np.median(times)), inputs["image"].shape
+
+
+def main(args=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", default=str(REPO / ".." / "shared" / "data" / "tinycoco"))
+    parser.add_argument("--set", default="train2017")
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--no-model", action="store_true", help="skip the training-step timing")
+    args = parser.parse_args(args)
+    if not os.path.isdir(args.data_dir):
+        print(f"tinycoco not found at {args.data_dir}")
+        return 1
+
+    print(f"data: {os.path.normpath(args.data_dir)} {args.set}, batch size 1, resize 800/1333, "
+          f"{os.cpu_count()} CPUs")
+    results = {}
+    print(f"{'augmentation':<18} {'workers':<20} {'batches/s':>9} {'ms/batch':>9}")
+    for name, kwargs in augmentations().items():
+        for label, workers, processes in [("0", 0, False), ("2 threads", 2, False), ("2 processes", 2, True)]:
+            generator = CocoGenerator(args.data_dir, args.set, batch_size=1, seed=0, workers=workers,
+                                      use_multiprocessing=processes, **kwargs)
+            generator[0]
+            rate = batches_per_second(generator, args.epochs)
+            results[(name, label)] = rate
+            print(f"{name:<18} {label:<20} {rate:9.2f} {1000.0 / rate:9.1f}", flush=True)
+
+    generator = CocoGenerator(args.data_dir, args.set, batch_size=1, seed=0)
+    ours, dense, anchor = target_bytes(generator)
+    print(f"\ntarget bytes per batch (mean over {len(generator)} batches of 1):")
+    print(f"  mask targets + rois, this layout (M=64, 28x28): {ours / MB:10.3f} MB")
+    print(f"  dense full-image masks, seed layout:             {dense / MB:10.3f} MB  ({dense / ours:.0f}x)")
+    print(f"  anchor targets (regression + classification, same in both): {anchor / MB:.1f} MB")
+    print(f"  whole targets: {(ours + anchor) / MB:.1f} MB vs {(dense + anchor) / MB:.1f} MB")
+
+    if args.no_model:
+        print("\ntraining step: skipped (--no-model)")
+        return 0
+    try:
+        first, step, shape = training_step_seconds(generator)
+    except Exception as error:  # the model is developed separately; report and carry on
+        print(f"\ntraining step: not measured ({type(error).__name__}: {error})")
+        return 0
+    loading = 1.0 / results[("full", "0")]
+    print(f"\ntraining step, ResNet50 training model, batch 1, input {tuple(shape)}: "
+          f"{step:.2f} s (first call with tracing {first:.1f} s)")
+    print(f"loading one batch (full augmentation, workers 0): {loading:.3f} s -> step / loading = "
+          f"{step / loading:.1f}x (goal >= 3x)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

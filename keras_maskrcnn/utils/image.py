@@ -1,0 +1,304 @@
+"""Image reading, caffe preprocessing, resizing, affine warping and colour effects.
+
+Images are BGR uint8 (H, W, 3) as OpenCV holds them; masks are (H, W) uint8 of 0/1.
+"""
+
+import os
+
+import cv2
+import numpy as np
+from PIL import Image
+
+CAFFE_MEAN_BGR = np.array([103.939, 116.779, 123.68], dtype=np.float32)
+
+
+def to_bgr_uint8(array):
+    """Any image array (grey, grey+alpha, RGB, RGBA; uint8, uint16, int32, float) -> BGR uint8.
+
+    Channel order of 3/4-channel input is taken to be RGB(A), as PIL returns it. 16-bit and
+    32-bit integer images are scaled by their dtype range; float images are taken as [0, 1].
+    """
+    array = np.asarray(array)
+    if array.dtype == np.bool_:
+        array = array.astype(np.uint8) * 255
+    elif array.dtype == np.uint16:
+        array = (array >> 8).astype(np.uint8)
+    elif array.dtype in (np.int32, np.uint32):
+        # PIL's "I" mode: 16-bit PNGs arrive as int32 with values up to 65535
+        top = 65535 if array.max(initial=0) <= 65535 else np.iinfo(array.dtype).max
+        array = (np.clip(array, 0, top).astype(np.float64) * (255.0 / top)).round().astype(np.uint8)
+    elif array.dtype.kind == "f":
+        array = (np.clip(array, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+    elif array.dtype != np.uint8:
+        array = np.clip(array, 0, 255).astype(np.uint8)
+    if array.ndim == 2:
+        return np.ascontiguousarray(np.repeat(array[:, :, None], 3, axis=2))
+    channels = array.shape[2]
+    if channels == 1:
+        return np.ascontiguousarray(np.repeat(array, 3, axis=2))
+    if channels == 2:
+        return np.ascontiguousarray(np.repeat(array[:, :, :1], 3, axis=2))
+    return np.ascontiguousarray(array[:, :, 2::-1])
+
+
+def read_image_bgr(path):
+    """Reads an image file as BGR uint8 (H, W, 3), whatever its mode (grey, RGBA, palette, 16-bit).
+
+    Pixels are returned as stored: EXIF orientation is not applied, since annotations (COCO's
+    included) refer to the stored pixels. Raises ValueError naming the file if it is missing or
+    cannot be decoded.
+    """
+    if not os.path.isfile(path):
+        raise ValueError(f"image file {path!r} does not exist")
+    try:
+        with Image.open(path) as image:
+            image.load()
+            mode = image.mode
+            if mode == "P" or mode == "PA":
+                image = image.convert("RGBA" if "transparency" in image.info or mode == "PA" else "RGB")
+            elif mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+                image = image.convert("RGB")
+            elif mode == "1":
+                image = image.convert("L")
+            array = np.asarray(image)
+    except (OSError, ValueError, SyntaxError) as error:
+        raise ValueError(f"image file {path!r} could not be read: {error}") from None
+    return to_bgr_uint8(array)
+
+
+def read_mask(path):
+    """Reads a mask file as (H, W) uint8 0/1: any nonzero pixel in any colour channel (alpha is
+    ignored) is foreground, except in JPEG files, whose compression noise is removed by taking only values
+    above half the file's maximum as foreground.
+
+    Raises ValueError naming the file if it is missing or cannot be decoded.
+    """
+    if not os.path.isfile(path):
+        raise ValueError(f"mask file {path!r} does not exist")
+    try:
+        with Image.open(path) as image:
+            image.load()
+            lossy = image.format == "JPEG"
+            if image.mode == "P":
+                image = image.convert("RGB")
+            array = np.asarray(image)
+    except (OSError, ValueError, SyntaxError) as error:
+        raise ValueError(f"mask file {path!r} could not be read: {error}") from None
+    if array.ndim == 3:
+        array = array[:, :, 0] if array.shape[2] == 2 else array[:, :, :3].max(axis=2)
+    if lossy:
+        return (array.astype(np.float64) > array.max(initial=0) / 2.0).astype(np.uint8)
+    return (array != 0).astype(np.uint8)
+
+
+def image_size(path):
+    """(width, height) of an image file from its header; ValueError naming the file if unreadable."""
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except (OSError, ValueError, SyntaxError) as error:
+        raise ValueError(f"image file {path!r} could not be read: {error}") from None
+
+
+def preprocess_image(image):
+    """Caffe preprocessing: BGR (H, W, 3) -> float32 BGR minus the ImageNet mean pixel."""
+    return np.asarray(image, dtype=np.float32) - CAFFE_MEAN_BGR
+
+
+def compute_resize_scale(image_shape, min_side=800, max_side=1333):
+    """Scale that brings the smaller side to `min_side` unless the larger would exceed `max_side`."""
+    rows, cols = int(image_shape[0]), int(image_shape[1])
+    smallest, largest = min(rows, cols), max(rows, cols)
+    scale = min_side / smallest
+    if largest * scale > max_side:
+        scale = max_side / largest
+    return scale
+
+
+def resize_image(image, min_side=800, max_side=1333):
+    """Resizes an image by compute_resize_scale (bilinear): returns (resized image, scale)."""
+    scale = compute_resize_scale(image.shape, min_side=min_side, max_side=max_side)
+    resized = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
+    return resized, scale
+
+
+def resize_mask(mask, shape):
+    """Resizes a (H, W) 0/1 uint8 mask to `shape` (rows, cols): bilinear, rounded (threshold 0.5)."""
+    rows, cols = int(shape[0]), int(shape[1])
+    if mask.shape[:2] == (rows, cols):
+        return mask
+    return cv2.resize(np.asarray(mask, dtype=np.uint8), (cols, rows), interpolation=cv2.INTER_LINEAR)
+
+
+class TransformParameters:
+    """How apply_transform warps images.
+
+    fill_mode: 'constant', 'nearest', 'reflect' or 'wrap' for pixels from outside the image;
+    interpolation: 'nearest', 'linear', 'cubic', 'area' or 'lanczos4' (images; masks are always
+    bilinear + threshold); cval: fill value for 'constant'; relative_translation: translations
+    of the transform generator are fractions of the image size rather than pixels.
+    """
+
+    _BORDERS = {
+        "constant": cv2.BORDER_CONSTANT,
+        "nearest": cv2.BORDER_REPLICATE,
+        "reflect": cv2.BORDER_REFLECT_101,
+        "wrap": cv2.BORDER_WRAP,
+    }
+    _INTERPOLATIONS = {
+        "nearest": cv2.INTER_NEAREST,
+        "linear": cv2.INTER_LINEAR,
+        "cubic": cv2.INTER_CUBIC,
+        "area": cv2.INTER_AREA,
+        "lanczos4": cv2.INTER_LANCZOS4,
+    }
+
+    def __init__(self, fill_mode="constant", interpolation="linear", cval=0, relative_translation=True):
+        if fill_mode not in self._BORDERS:
+            raise ValueError(f"fill_mode {fill_mode!r} is not one of {sorted(self._BORDERS)}")
+        if interpolation not in self._INTERPOLATIONS:
+            raise ValueError(f"interpolation {interpolation!r} is not one of {sorted(self._INTERPOLATIONS)}")
+        self.fill_mode = fill_mode
+        self.interpolation = interpolation
+        self.cval = cval
+        self.relative_translation = relative_translation
+
+    def cv_border_mode(self):
+        return self._BORDERS[self.fill_mode]
+
+    def cv_interpolation(self):
+        return self._INTERPOLATIONS[self.interpolation]
+
+
+def _pixel_index_matrix(matrix):
+    """Converts a 3x3 affine map of continuous coordinates to one of pixel indices (centre at i)."""
+    to_continuous = np.array([[1, 0, 0.5], [0, 1, 0.5], [0, 0, 1]], dtype=np.float64)
+    to_index = np.array([[1, 0, -0.5], [0, 1, -0.5], [0, 0, 1]], dtype=np.float64)
+    return to_index @ np.asarray(matrix, dtype=np.float64) @ to_continuous
+
+
+def _flip_code(index_matrix, shape):
+    """cv2.flip code if a pixel-index matrix is exactly a flip of an image of `shape` (None if
+    not, 'identity' for the identity), so common flips skip the general warp."""
+    height, width = shape[:2]
+    m = index_matrix
+    if not (m[0, 1] == 0 and m[1, 0] == 0 and abs(m[0, 0]) == 1 and abs(m[1, 1]) == 1):
+        return None
+    if m[0, 2] != (0 if m[0, 0] == 1 else width - 1) or m[1, 2] != (0 if m[1, 1] == 1 else height - 1):
+        return None
+    return {(1, 1): "identity", (-1, 1): 1, (1, -1): 0, (-1, -1): -1}[(int(m[0, 0]), int(m[1, 1]))]
+
+
+def apply_transform(matrix, image, params=None):
+    """Warps an image (H, W[, C]) by a 3x3 affine `matrix` that maps input to output pixel
+    coordinates (continuous), keeping its size. Returns an array of the input dtype and shape."""
+    params = params or TransformParameters()
+    index_matrix = _pixel_index_matrix(matrix)
+    code = _flip_code(index_matrix, image.shape)
+    if code is not None:
+        return image.copy() if code == "identity" else cv2.flip(image, code)
+    return cv2.warpAffine(
+        image,
+        index_matrix[:2, :],
+        dsize=(image.shape[1], image.shape[0]),
+        flags=params.cv_interpolation(),
+        borderMode=params.cv_border_mode(),
+        borderValue=params.cval,
+    )
+
+
+def apply_transform_to_mask(matrix, mask):
+    """Warps a (H, W) 0/1 uint8 mask like apply_transform: bilinear, threshold 0.5, and always
+    background (0) where the source lies outside the mask, whatever the images' fill mode (a
+    reflected or wrapped copy of an object would not be the same instance)."""
+    mask = np.asarray(mask, dtype=np.uint8)
+    index_matrix = _pixel_index_matrix(matrix)
+    code = _flip_code(index_matrix, mask.shape)
+    if code is not None:
+        return (mask != 0).astype(np.uint8) if code == "identity" else (cv2.flip(mask, code) != 0).astype(np.uint8)
+    warped = cv2.warpAffine(
+        mask * np.uint8(255),
+        index_matrix[:2, :],
+        dsize=(mask.shape[1], mask.shape[0]),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=0,
+    )
+    return (warped >= 128).astype(np.uint8)
+
+
+class VisualEffect:
+    """Colour changes of a BGR uint8 image.
+
+    contrast_factor: multiplies deviations from the mean grey level; brightness_delta: added,
+    as a fraction of 255; hue_delta: hue shift as a fraction of the full circle, in [-1, 1];
+    saturation_factor: multiplies the HSV saturation.
+    """
+
+    def __init__(self, contrast_factor=1.0, brightness_delta=0.0, hue_delta=0.0, saturation_factor=1.0):
+        self.contrast_factor = float(contrast_factor)
+        self.brightness_delta = float(brightness_delta)
+        self.hue_delta = float(hue_delta)
+        self.saturation_factor = float(saturation_factor)
+
+    def __call__(self, image):
+        """Returns a new BGR uint8 image of the same shape."""
+        result = np.asarray(image, dtype=np.float32)
+        if self.contrast_factor != 1.0:
+            mean = result.mean()
+            result = (result - mean) * self.contrast_factor + mean
+        if self.brightness_delta != 0.0:
+            result = result + self.brightness_delta * 255.0
+        result = np.clip(result, 0, 255)
+        if self.hue_delta != 0.0 or self.saturation_factor != 1.0:
+            hsv = cv2.cvtColor(result.astype(np.uint8), cv2.COLOR_BGR2HSV).astype(np.float32)
+            if self.hue_delta != 0.0:
+                hsv[:, :, 0] = np.mod(hsv[:, :, 0] + self.hue_delta * 180.0, 180.0)
+            if self.saturation_factor != 1.0:
+                hsv[:, :, 1] = np.clip(hsv[:, :, 1] * self.saturation_factor, 0, 255)
+            return cv2.cvtColor(hsv.round().astype(np.uint8), cv2.COLOR_HSV2BGR)
+        return result.round().astype(np.uint8)
+
+
+class RandomVisualEffectGenerator:
+    """Endless source of random VisualEffects, drawing each factor uniformly from its range.
+
+    `sample(rng)` draws with a given numpy Generator (the data generator uses a per-batch one);
+    iterating draws from the generator's own `seed`ed stream.
+    """
+
+    def __init__(self, contrast_range=(0.9, 1.1), brightness_range=(-0.1, 0.1),
+                 hue_range=(-0.05, 0.05), saturation_range=(0.95, 1.05), seed=None):
+        for name, (low, high) in [("contrast_range", contrast_range), ("brightness_range", brightness_range),
+                                  ("hue_range", hue_range), ("saturation_range", saturation_range)]:
+            if low > high:
+                raise ValueError(f"{name} {low, high}: lower bound exceeds upper bound")
+        if contrast_range[0] < 0 or saturation_range[0] < 0:
+            raise ValueError("contrast and saturation factors must be non-negative")
+        if not -1 <= hue_range[0] <= hue_range[1] <= 1:
+            raise ValueError(f"hue_range {tuple(hue_range)} must lie within [-1, 1]")
+        self.contrast_range = tuple(contrast_range)
+        self.brightness_range = tuple(brightness_range)
+        self.hue_range = tuple(hue_range)
+        self.saturation_range = tuple(saturation_range)
+        self._rng = np.random.default_rng(seed)
+
+    def sample(self, rng):
+        return VisualEffect(
+            contrast_factor=rng.uniform(*self.contrast_range),
+            brightness_delta=rng.uniform(*self.brightness_range),
+            hue_delta=rng.uniform(*self.hue_range),
+            saturation_factor=rng.uniform(*self.saturation_range),
+        )
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return self.sample(self._rng)
+
+
+def random_visual_effect_generator(contrast_range=(0.9, 1.1), brightness_range=(-0.1, 0.1),
+                                   hue_range=(-0.05, 0.05), saturation_range=(0.95, 1.05), seed=None):
+    """RandomVisualEffectGenerator with the given ranges (see VisualEffect for their units)."""
+    return RandomVisualEffectGenerator(contrast_range, brightness_range, hue_range, saturation_range, seed)
