@@ -3,9 +3,9 @@
 import os
 
 import keras
-import numpy as np
 
 from .. import layers, losses
+from ..utils.image import preprocess_image
 from .maskrcnn import maskrcnn
 from .retinanet import PriorProbability
 
@@ -27,30 +27,6 @@ _APPLICATIONS = {
 }
 
 BACKBONES = tuple(_APPLICATIONS)
-
-_CAFFE_MEAN_BGR = np.array([103.939, 116.779, 123.68], dtype=np.float32)
-_TORCH_MEAN_RGB = np.array([0.485, 0.456, 0.406], dtype=np.float32)
-_TORCH_STD_RGB = np.array([0.229, 0.224, 0.225], dtype=np.float32)
-
-
-def preprocess_image(image, mode="caffe"):
-    """BGR image(s) (..., H, W, 3), uint8 or float in [0, 255] -> float32 input of a backbone.
-
-    caffe: BGR minus the ImageNet mean; tf: RGB scaled to [-1, 1]; torch: RGB in [0, 1]
-    normalised by ImageNet mean and std; rgb: RGB in [0, 255] (the model normalises itself).
-    """
-    x = np.asarray(image, dtype=np.float32)
-    if mode == "caffe":
-        return x - _CAFFE_MEAN_BGR
-    rgb = x[..., ::-1]
-    if mode == "tf":
-        return rgb / 127.5 - 1.0
-    if mode == "torch":
-        return (rgb / 255.0 - _TORCH_MEAN_RGB) / _TORCH_STD_RGB
-    if mode == "rgb":
-        return np.ascontiguousarray(rgb)
-    raise ValueError(f"unknown preprocessing mode {mode!r}")
-
 
 class Backbone:
     """A backbone network by name, with what is needed to build, load and feed a Mask R-CNN on it."""

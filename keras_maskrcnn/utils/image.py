@@ -100,9 +100,27 @@ def image_size(path):
         raise ValueError(f"image file {path!r} could not be read: {error}") from None
 
 
-def preprocess_image(image):
-    """Caffe preprocessing: BGR (H, W, 3) -> float32 BGR minus the ImageNet mean pixel."""
-    return np.asarray(image, dtype=np.float32) - CAFFE_MEAN_BGR
+TORCH_MEAN_RGB = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+TORCH_STD_RGB = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+
+
+def preprocess_image(image, mode="caffe"):
+    """BGR image(s) (..., H, W, 3), uint8 or float in [0, 255] -> float32 input of a backbone.
+
+    caffe: BGR minus the ImageNet mean pixel; tf: RGB scaled to [-1, 1]; torch: RGB in [0, 1]
+    normalised by the ImageNet mean and std; rgb: RGB in [0, 255] (the model normalises itself).
+    """
+    x = np.asarray(image, dtype=np.float32)
+    if mode == "caffe":
+        return x - CAFFE_MEAN_BGR
+    rgb = x[..., ::-1]
+    if mode == "tf":
+        return rgb / 127.5 - 1.0
+    if mode == "torch":
+        return (rgb / 255.0 - TORCH_MEAN_RGB) / TORCH_STD_RGB
+    if mode == "rgb":
+        return np.ascontiguousarray(rgb)
+    raise ValueError(f"unknown preprocessing mode {mode!r}; choose caffe, tf, torch or rgb")
 
 
 def compute_resize_scale(image_shape, min_side=800, max_side=1333):
