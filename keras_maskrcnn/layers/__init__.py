@@ -2,6 +2,7 @@
 
 from .anchors import Anchors
 from .boxes import ClipBoxes, RegressBoxes
+from .detection_masks import DetectionMasks
 from .filter_detections import FilterDetections
 from .roi_align import RoiAlign
 from .roi_batch import FlattenRois, UnflattenRois
@@ -10,6 +11,7 @@ from .upsample_like import UpsampleLike
 __all__ = [
     "Anchors",
     "ClipBoxes",
+    "DetectionMasks",
     "FilterDetections",
     "FlattenRois",
     "RegressBoxes",

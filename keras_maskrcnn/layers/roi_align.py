@@ -107,18 +107,17 @@ class RoiAlign(keras.layers.Layer):
             + rows[:, :, :, :, None, None] * level_width[:, :, None, None, None, None]
             + cols[:, :, None, None, :, :]
         )
-        samples_y = crop_h * self.sampling_ratio
-        samples_x = crop_w * self.sampling_ratio
+        taps_y = 2 * self.sampling_ratio
+        taps_x = 2 * self.sampling_ratio
         corners = ops.take(table, ops.reshape(index, (-1,)), axis=0)
-        corners = ops.reshape(corners, (batch, num_boxes, samples_y, 2, samples_x, 2, channels))
-        weights = row_weights[:, :, :, :, None, None] * col_weights[:, :, None, None, :, :]
-        weights = ops.cast(weights / (self.sampling_ratio ** 2), dtype)
-        weighted = corners * weights[..., None]
-        weighted = ops.reshape(
-            weighted,
-            (batch, num_boxes, crop_h, 2 * self.sampling_ratio, crop_w, 2 * self.sampling_ratio, channels),
-        )
-        return ops.sum(weighted, axis=(3, 5))
+        corners = ops.reshape(corners, (batch, num_boxes, crop_h, taps_y, crop_w, taps_x, channels))
+        # Every output bin is a weighted sum of its taps_y x taps_x corners: weight the columns,
+        # then the rows (two contractions, no taps_y x taps_x weight grid, no 2-axis reduction).
+        col_weights = ops.reshape(col_weights, (batch, num_boxes, crop_w, taps_x)) / self.sampling_ratio
+        row_weights = ops.reshape(row_weights, (batch, num_boxes, crop_h, taps_y)) / self.sampling_ratio
+        col_weights = ops.cast(col_weights[:, :, None, None, :, :, None], dtype)
+        row_weights = ops.cast(row_weights[:, :, :, :, None, None], dtype)
+        return ops.sum(ops.sum(corners * col_weights, axis=5) * row_weights, axis=3)
 
     def compute_output_shape(self, input_shape):
         boxes_shape, feature_shape = input_shape[0], input_shape[1]

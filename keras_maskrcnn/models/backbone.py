@@ -43,6 +43,7 @@ class Backbone:
             "FilterDetections": layers.FilterDetections,
             "Anchors": layers.Anchors,
             "RoiAlign": layers.RoiAlign,
+            "DetectionMasks": layers.DetectionMasks,
             "FlattenRois": layers.FlattenRois,
             "UnflattenRois": layers.UnflattenRois,
             "FocalLoss": losses.FocalLoss,

@@ -6,7 +6,9 @@ Layer names (stable; weights load by them):
 - heads: regression_submodel, classification_submodel (shared over levels), concatenated by
   `regression` and `classification`;
 - detections: anchors, boxes, clipped_boxes, filtered_detections;
-- mask branch: roi_align, roi_flatten, mask_submodel (roi_mask_0..4, roi_mask_upsample, roi_mask), masks.
+- mask branch: mask_submodel (roi_mask_0..4, roi_mask_upsample, roi_mask); in the training model
+  roi_align, roi_flatten, mask_submodel, masks; in the prediction model all of it inside `masks`
+  (a `DetectionMasks` layer, which runs the head only on rows holding detections).
 """
 
 import keras
@@ -23,10 +25,21 @@ FILTER_DEFAULTS = dict(
 
 
 def mask_outputs(boxes, features, mask_model, mask_dtype=None):
-    """Masks (B, N, 28, 28, num_classes) for boxes (B, N, 4) in input pixels."""
+    """Masks (B, N, 28, 28, num_classes) for every one of boxes (B, N, 4) in input pixels."""
     pooled = layers.RoiAlign(name="roi_align")([boxes] + list(features))
     flat = layers.FlattenRois(name="roi_flatten")(pooled)
     return layers.UnflattenRois(dtype_out=mask_dtype, name="masks")([mask_model(flat), pooled])
+
+
+def _mask_submodel(model):
+    """The mask head of a training model (a layer of its own) or of a prediction model (inside `masks`)."""
+    try:
+        return model.get_layer("mask_submodel")
+    except ValueError:
+        masks = model.get_layer("masks")
+        if not isinstance(masks, layers.DetectionMasks):
+            raise
+        return masks.mask_model
 
 
 def _parts(model):
@@ -35,7 +48,7 @@ def _parts(model):
         features = [model.get_layer(level).output for level in PYRAMID_LEVELS]
         regression = model.get_layer("regression").output
         classification = model.get_layer("classification").output
-        mask_model = model.get_layer("mask_submodel")
+        mask_model = _mask_submodel(model)
     except ValueError as error:
         raise ValueError(f"model {model.name!r} is not a keras_maskrcnn model: {error}") from None
     return model.inputs[0], features, regression, classification, mask_model
@@ -45,7 +58,7 @@ def _prediction_graph(image, features, regression, classification, mask_model, a
                       mask_dtype=None, name="maskrcnn", **filter_kwargs):
     options = dict(FILTER_DEFAULTS, **filter_kwargs)
     boxes, scores, labels = detections(image, features, regression, classification, anchor_params, **options)
-    masks = mask_outputs(boxes, features, mask_model, mask_dtype)
+    masks = layers.DetectionMasks(mask_model, mask_dtype=mask_dtype, name="masks")([boxes, scores] + list(features))
     return keras.Model(
         inputs=image, outputs=[regression, classification, boxes, scores, labels, masks], name=name
     )

@@ -1,0 +1,81 @@
+"""`DetectionMasks`: the mask branch of the prediction model, run only on the rows that hold detections."""
+
+import keras
+from keras import ops
+
+from .roi_align import RoiAlign
+
+
+def default_buckets(max_detections):
+    """Row counts the mask head may run on: 0, N/8, N/4, N/2 and N (rounded up)."""
+    n = int(max_detections)
+    return tuple(sorted({0, -(-n // 8), -(-n // 4), -(-n // 2), n}))
+
+
+@keras.saving.register_keras_serializable(package="keras_maskrcnn")
+class DetectionMasks(keras.layers.Layer):
+    """[boxes (B,N,4), scores (B,N), P3, ..., P7] -> masks (B, N, 28, 28, num_classes).
+
+    Detections arrive sorted by score with the padding rows (score -1) last. The mask head runs on
+    the first k rows only, k the smallest of `buckets` that covers every detection of the batch;
+    rows from k on are zero. Each bucket has static shapes, so a graph is still built once per
+    input size, and an image with few detections does not pay for N masks.
+
+    mask_model: maps pooled RoI features (R, 14, 14, C) to (R, 28, 28, num_classes).
+    """
+
+    def __init__(self, mask_model, buckets=None, mask_dtype=None, roi_align=None, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(mask_model, dict):
+            mask_model = keras.saving.deserialize_keras_object(mask_model)
+        if isinstance(roi_align, dict):
+            roi_align = keras.saving.deserialize_keras_object(roi_align)
+        self.mask_model = mask_model
+        self.roi_align = roi_align or RoiAlign(name="roi_align")
+        self.buckets = None if buckets is None else tuple(int(b) for b in buckets)
+        self.mask_dtype = mask_dtype
+
+    def build(self, input_shape):
+        self.built = True
+
+    def _masks_for_rows(self, rows, boxes, features):
+        batch, count = ops.shape(boxes)[0], boxes.shape[1]
+        num_classes = self.mask_model.output_shape[-1]
+        height, width = self.mask_model.output_shape[1:3]
+        outputs = []
+        if rows:
+            pooled = self.roi_align([boxes[:, :rows]] + list(features))
+            flat = ops.reshape(pooled, (-1,) + tuple(pooled.shape[2:]))
+            masks = ops.reshape(ops.cast(self.mask_model(flat), "float32"), (batch, rows, height, width, num_classes))
+            outputs.append(masks)
+        if rows < count:
+            outputs.append(ops.zeros((batch, count - rows, height, width, num_classes), dtype="float32"))
+        return outputs[0] if len(outputs) == 1 else ops.concatenate(outputs, axis=1)
+
+    def call(self, inputs):
+        boxes, scores, features = inputs[0], inputs[1], list(inputs[2:])
+        count = boxes.shape[1]
+        buckets = self.buckets or default_buckets(count)
+        buckets = [b for b in buckets if b < count] + [count]
+        detected = ops.max(ops.sum(ops.cast(scores > -1.0, "int32"), axis=1))
+        index = ops.sum(ops.cast(ops.convert_to_tensor(buckets[:-1]) < detected, "int32"))
+        branches = [
+            (lambda rows: lambda b, *f: self._masks_for_rows(rows, b, f))(rows) for rows in buckets
+        ]
+        masks = ops.switch(index, branches, boxes, *features)
+        return ops.cast(masks, self.mask_dtype) if self.mask_dtype else masks
+
+    def compute_output_spec(self, inputs):
+        boxes = inputs[0]
+        shape = tuple(self.mask_model.output_shape[1:])
+        return keras.KerasTensor((boxes.shape[0], boxes.shape[1]) + shape, dtype=self.mask_dtype or "float32")
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            mask_model=keras.saving.serialize_keras_object(self.mask_model),
+            roi_align=keras.saving.serialize_keras_object(self.roi_align),
+            buckets=None if self.buckets is None else list(self.buckets),
+            mask_dtype=self.mask_dtype,
+        )
+        return config

@@ -1,0 +1,53 @@
+import keras
+import numpy as np
+import pytest
+
+from keras_maskrcnn.layers import DetectionMasks, RoiAlign
+from keras_maskrcnn.layers.detection_masks import default_buckets
+
+
+def _mask_model(channels=4, num_classes=2):
+    inputs = keras.Input((14, 14, channels))
+    x = keras.layers.UpSampling2D(2)(inputs)
+    outputs = keras.layers.Conv2D(num_classes, 1, activation="sigmoid")(x)
+    return keras.Model(inputs, outputs, name="mask_submodel")
+
+
+def _inputs(valid_counts, count=16, channels=4, seed=0):
+    rng = np.random.default_rng(seed)
+    batch = len(valid_counts)
+    xy = rng.uniform(0, 200, (batch, count, 2))
+    boxes = np.concatenate([xy, xy + rng.uniform(5, 120, (batch, count, 2))], axis=-1).astype(np.float32)
+    scores = np.full((batch, count), -1.0, np.float32)
+    for b, valid in enumerate(valid_counts):
+        scores[b, :valid] = np.sort(rng.uniform(0.1, 1, valid))[::-1]
+        boxes[b, valid:] = -1
+    features = [rng.normal(size=(batch, -(-256 // s), -(-320 // s), channels)).astype(np.float32)
+                for s in (8, 16, 32, 64, 128)]
+    return boxes, scores, features
+
+
+def test_default_buckets():
+    assert default_buckets(100) == (0, 13, 25, 50, 100)
+    assert default_buckets(1) == (0, 1)
+
+
+@pytest.mark.parametrize("valid_counts, rows", [([0], 0), ([3], 4), ([2, 7], 8), ([16, 1], 16)])
+def test_masks_cover_detections_and_rows_past_the_bucket_are_zero(valid_counts, rows):
+    mask_model = _mask_model()
+    layer = DetectionMasks(mask_model, buckets=[0, 4, 8])
+    boxes, scores, features = _inputs(valid_counts)
+    masks = keras.ops.convert_to_numpy(layer([boxes, scores] + features))
+    assert masks.shape == (len(valid_counts), 16, 28, 28, 2)
+    pooled = RoiAlign()([boxes] + features)
+    flat = keras.ops.reshape(pooled, (-1, 14, 14, 4))
+    expected = keras.ops.convert_to_numpy(mask_model(flat)).reshape(masks.shape)
+    np.testing.assert_allclose(masks[:, :rows], expected[:, :rows], atol=1e-6)
+    assert np.all(masks[:, rows:] == 0)
+
+
+def test_config_round_trip_keeps_the_mask_model():
+    layer = DetectionMasks(_mask_model(), buckets=[0, 4], mask_dtype="float16")
+    clone = DetectionMasks.from_config(layer.get_config())
+    assert clone.buckets == (0, 4) and clone.mask_dtype == "float16"
+    assert clone.mask_model.output_shape == (None, 28, 28, 2)
