@@ -54,18 +54,6 @@ class CocoGenerator(Generator):
     def num_classes(self):
         return len(self.classes)
 
-    def has_label(self, label):
-        return label in self.labels
-
-    def has_name(self, name):
-        return name in self.classes
-
-    def name_to_label(self, name):
-        return self.classes[name]
-
-    def label_to_name(self, label):
-        return self.labels[label]
-
     def coco_label_to_label(self, coco_label):
         """Label (0 .. C - 1) of a COCO category id."""
         return self.coco_labels_inverse[coco_label]

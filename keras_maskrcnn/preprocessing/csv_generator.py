@@ -172,18 +172,6 @@ class CSVGenerator(Generator):
     def num_classes(self):
         return max(self.classes.values()) + 1
 
-    def has_label(self, label):
-        return label in self.labels
-
-    def has_name(self, name):
-        return name in self.classes
-
-    def name_to_label(self, name):
-        return self.classes[name]
-
-    def label_to_name(self, label):
-        return self.labels[label]
-
     def image_path(self, image_index):
         return self.image_names[image_index]
 

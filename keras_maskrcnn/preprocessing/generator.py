@@ -136,21 +136,23 @@ class Generator(keras.utils.PyDataset):
         """Number of object classes; labels are 0 .. num_classes() - 1."""
         raise NotImplementedError("num_classes method not implemented")
 
+    # Subclasses set self.classes (name -> label) and self.labels (label -> name), or override these.
+
     def has_label(self, label):
         """Whether `label` is a known label."""
-        raise NotImplementedError("has_label method not implemented")
+        return label in self.labels
 
     def has_name(self, name):
         """Whether `name` is a known class name."""
-        raise NotImplementedError("has_name method not implemented")
+        return name in self.classes
 
     def name_to_label(self, name):
         """Label of a class name."""
-        raise NotImplementedError("name_to_label method not implemented")
+        return self.classes[name]
 
     def label_to_name(self, label):
         """Class name of a label."""
-        raise NotImplementedError("label_to_name method not implemented")
+        return self.labels[label]
 
     def image_aspect_ratio(self, image_index):
         """Width / height of an image."""

@@ -86,16 +86,23 @@ def anchors_for_shape(image_shape, anchor_params=None):
     return np.concatenate(all_anchors, axis=0).astype(np.float32)
 
 
+def _intersection(boxes, query_boxes):
+    """Intersection areas (N, K) of boxes (N, 4) and query_boxes (K, 4), float64."""
+    iw = np.minimum(boxes[:, None, 2], query_boxes[None, :, 2]) - np.maximum(boxes[:, None, 0], query_boxes[None, :, 0])
+    ih = np.minimum(boxes[:, None, 3], query_boxes[None, :, 3]) - np.maximum(boxes[:, None, 1], query_boxes[None, :, 1])
+    return np.clip(iw, 0, None) * np.clip(ih, 0, None)
+
+
+def _area(boxes):
+    return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+
+
 def compute_overlap(boxes, query_boxes):
     """IoU matrix (N, K) between boxes (N, 4) and query_boxes (K, 4)."""
     boxes = np.asarray(boxes, dtype=np.float64)
     query_boxes = np.asarray(query_boxes, dtype=np.float64)
-    iw = np.minimum(boxes[:, None, 2], query_boxes[None, :, 2]) - np.maximum(boxes[:, None, 0], query_boxes[None, :, 0])
-    ih = np.minimum(boxes[:, None, 3], query_boxes[None, :, 3]) - np.maximum(boxes[:, None, 1], query_boxes[None, :, 1])
-    inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
-    area_a = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    area_b = (query_boxes[:, 2] - query_boxes[:, 0]) * (query_boxes[:, 3] - query_boxes[:, 1])
-    union = area_a[:, None] + area_b[None, :] - inter
+    inter = _intersection(boxes, query_boxes)
+    union = _area(boxes)[:, None] + _area(query_boxes)[None, :] - inter
     return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
@@ -103,11 +110,7 @@ def compute_ioa(anchors, regions):
     """Intersection over anchor area (N, K): how much of each anchor lies inside each region."""
     anchors = np.asarray(anchors, dtype=np.float64)
     regions = np.asarray(regions, dtype=np.float64)
-    iw = np.minimum(anchors[:, None, 2], regions[None, :, 2]) - np.maximum(anchors[:, None, 0], regions[None, :, 0])
-    ih = np.minimum(anchors[:, None, 3], regions[None, :, 3]) - np.maximum(anchors[:, None, 1], regions[None, :, 1])
-    inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
-    area = (anchors[:, 2] - anchors[:, 0]) * (anchors[:, 3] - anchors[:, 1])
-    return inter / np.maximum(area[:, None], 1e-12)
+    return _intersection(anchors, regions) / np.maximum(_area(anchors)[:, None], 1e-12)
 
 
 def bbox_transform(anchors, gt_boxes, mean=0.0, std=0.2):
