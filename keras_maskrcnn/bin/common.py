@@ -1,0 +1,225 @@
+"""Argument parsing and data set helpers shared by the command-line tools.
+
+Heavy modules (Keras, TensorFlow) are imported inside the functions that need them, so that
+`--help` and argument errors are fast and `--gpu` can take effect before a device is touched.
+"""
+
+import argparse
+import os
+import sys
+
+IMAGE_EXTENSIONS = (".bmp", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
+
+
+def positive_int(text):
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def non_negative_int(text):
+    """argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must not be negative")
+    return value
+
+
+def positive_float(text):
+    """argparse type: a finite float > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number")
+    return value
+
+
+def unit_float(text):
+    """argparse type: a float in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} must lie in [0, 1]")
+    return value
+
+
+class FlagAdder:
+    """Adds the same options to the main parser and to every sub-command parser.
+
+    Options may then be given before or after the data set type (`--backbone x csv a b` and
+    `csv a b --backbone x`); the sub-command copies default to argparse.SUPPRESS so that they
+    only override what the main parser holds when they are given.
+    """
+
+    def __init__(self, parser, subparsers):
+        self.parsers = [(parser, False)] + [(sub, True) for sub in subparsers]
+
+    def add(self, *names, **kwargs):
+        for parser, suppress in self.parsers:
+            options = dict(kwargs)
+            if suppress:
+                options["default"] = argparse.SUPPRESS
+            parser.add_argument(*names, **options)
+
+    def exclusive(self, *arguments):
+        """A mutually exclusive group of (names, kwargs) pairs on every parser."""
+        for parser, suppress in self.parsers:
+            group = parser.add_mutually_exclusive_group()
+            for names, kwargs in arguments:
+                options = dict(kwargs)
+                if suppress:
+                    options["default"] = argparse.SUPPRESS
+                group.add_argument(*names, **options)
+
+
+def dataset_subparsers(parser, coco_model=False, csv_model=False, coco_set=None, val_annotations=False):
+    """The `coco PATH` and `csv ANNOTATIONS CLASSES` sub-commands; returns their parsers.
+
+    coco_model / csv_model: add a trailing MODEL positional. coco_set: default of --coco-set
+    (None for no such option). val_annotations: add --val-annotations to csv.
+    """
+    subparsers = parser.add_subparsers(dest="dataset_type", metavar="{coco,csv}",
+                                       help="data set type; see `%(prog)s coco -h` / `%(prog)s csv -h`")
+    subparsers.required = True
+    coco = subparsers.add_parser("coco", help="a COCO-layout data set (annotations/instances_SET.json, images/SET/)")
+    coco.add_argument("coco_path", help="data set folder, e.g. /data/COCO")
+    if coco_set is not None:
+        coco.add_argument("--coco-set", default=coco_set, help=f"set name (default {coco_set})")
+    csv = subparsers.add_parser("csv", help="a CSV data set (annotations.csv and classes.csv)")
+    csv.add_argument("annotations", help="CSV file of annotations: path,x1,y1,x2,y2,class_name,mask_path")
+    csv.add_argument("classes", help="CSV file of classes: class_name,id")
+    if val_annotations:
+        csv.add_argument("--val-annotations", help="CSV file of validation annotations (same classes)")
+    if coco_model:
+        coco.add_argument("model", help="model file (.keras) written by maskrcnn-train")
+    if csv_model:
+        csv.add_argument("model", help="model file (.keras) written by maskrcnn-train")
+    return [coco, csv]
+
+
+def add_image_size(flags, min_side=800, max_side=1333):
+    """--image-min-side and --image-max-side; None defaults mean "the model's, else 800 / 1333"."""
+    def default(value, fallback):
+        return f"default {value}" if value is not None else f"default: as the model was trained, else {fallback}"
+
+    flags.add("--image-min-side", type=positive_int, default=min_side,
+              help=f"resize images so that the smaller side is this long ({default(min_side, 800)})")
+    flags.add("--image-max-side", type=positive_int, default=max_side,
+              help=f"unless the larger side would then exceed this ({default(max_side, 1333)})")
+
+
+def add_backbone(flags, default="resnet50"):
+    """--backbone with the supported names as choices."""
+    from ..models.backbone import BACKBONES
+
+    flags.add("--backbone", choices=BACKBONES, default=default, metavar="NAME",
+              help=f"backbone network: {', '.join(BACKBONES)} (default {default or 'from the model file'})")
+
+
+def select_gpu(gpu):
+    """Restricts TensorFlow/JAX/PyTorch to one GPU id (or none with -1) via CUDA_VISIBLE_DEVICES."""
+    if gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
+
+
+def check_file(parser, path, what):
+    """parser.error unless `path` is an existing file."""
+    if not os.path.isfile(path):
+        parser.error(f"{what} {path!r} does not exist")
+
+
+def check_dataset(parser, args):
+    """parser.error unless the data set files of the sub-command exist."""
+    if args.dataset_type == "coco":
+        if not os.path.isdir(args.coco_path):
+            parser.error(f"COCO data set folder {args.coco_path!r} does not exist")
+    else:
+        check_file(parser, args.annotations, "annotations file")
+        check_file(parser, args.classes, "classes file")
+
+
+def anchor_parameters(parser, config):
+    """AnchorParameters of a --config .ini file (None without one); parser.error on a bad file."""
+    if config is None:
+        return None
+    from ..utils.config import anchor_parameters_from_file
+
+    try:
+        return anchor_parameters_from_file(config)
+    except (ValueError, KeyError) as error:
+        parser.error(str(error))
+
+
+def create_generator(parser, args, backbone, set_name=None, annotations=None, **kwargs):
+    """The CocoGenerator or CSVGenerator that args describe, or parser.error naming the problem.
+
+    set_name: COCO set (default args.coco_set); annotations: CSV annotations file (default
+    args.annotations); kwargs go to the generator (batch_size, transform_generator, ...).
+    Images are resized by args.image_min_side / args.image_max_side and preprocessed for
+    `backbone` (a Backbone).
+    """
+    check_dataset(parser, args)
+    kwargs.setdefault("image_min_side", args.image_min_side)
+    kwargs.setdefault("image_max_side", args.image_max_side)
+    kwargs.setdefault("preprocess_image", backbone.preprocess_image)
+    try:
+        if args.dataset_type == "coco":
+            from ..preprocessing.coco import CocoGenerator
+
+            return CocoGenerator(args.coco_path, set_name or args.coco_set, **kwargs)
+        from ..preprocessing.csv_generator import CSVGenerator
+
+        return CSVGenerator(annotations or args.annotations, args.classes, **kwargs)
+    except ValueError as error:
+        parser.error(str(error))
+
+
+def class_names(generator):
+    """[name of label 0, name of label 1, ...] of a generator (None where a label is unused)."""
+    return [generator.label_to_name(label) if generator.has_label(label) else None
+            for label in range(generator.num_classes())]
+
+
+def image_files(parser, inputs):
+    """Image files of IMAGE_OR_DIR arguments (folders: their images, sorted); parser.error if none."""
+    files = []
+    for item in inputs:
+        if os.path.isdir(item):
+            found = sorted(os.path.join(item, name) for name in os.listdir(item)
+                           if name.lower().endswith(IMAGE_EXTENSIONS))
+            if not found:
+                parser.error(f"folder {item!r} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+            files.extend(found)
+        elif os.path.isfile(item):
+            files.append(item)
+        else:
+            parser.error(f"image or folder {item!r} does not exist")
+    return files
+
+
+def picture_names(files):
+    """Output PNG names for input files: the file name with .png, numbered when names repeat."""
+    names, seen = [], {}
+    for path in files:
+        stem = os.path.splitext(os.path.basename(path))[0]
+        count = seen.get(stem, 0)
+        seen[stem] = count + 1
+        names.append(f"{stem}.png" if count == 0 else f"{stem}_{count}.png")
+    return names
+
+
+def argv(args):
+    """The command-line arguments: `args` when given, else sys.argv[1:]."""
+    return sys.argv[1:] if args is None else list(args)

@@ -1,0 +1,95 @@
+"""`maskrcnn-evaluate`: evaluates a trained model on a COCO or CSV data set.
+
+    maskrcnn-evaluate [options] coco PATH MODEL      (pycocotools COCOeval, bbox and segm)
+    maskrcnn-evaluate [options] csv ANNOTATIONS CLASSES MODEL   (per-class mask AP and mAP)
+"""
+
+import argparse
+
+from ..models import load_model, read_metadata
+from ..models.backbone import backbone as get_backbone
+from . import common
+
+
+def parse_args(args):
+    """(parser, arguments); exits through parser.error on bad arguments."""
+    parser = argparse.ArgumentParser(
+        prog="maskrcnn-evaluate",
+        description="Evaluate a Mask R-CNN model: per-class mask AP (CSV) or COCOeval bbox and segm (COCO).")
+    subparsers = common.dataset_subparsers(parser, coco_model=True, csv_model=True, coco_set="val2017")
+    flags = common.FlagAdder(parser, subparsers)
+    common.add_backbone(flags, default=None)
+    flags.add("--gpu", help="id of the GPU to use (as nvidia-smi reports it); -1 for none")
+    flags.add("--score-threshold", type=common.unit_float, default=0.05,
+              help="minimum detection score (default 0.05)")
+    flags.add("--iou-threshold", type=common.unit_float, default=0.5,
+              help="mask IoU for a detection to count as found, CSV only (default 0.5)")
+    flags.add("--max-detections", type=common.positive_int, default=100, help="detections per image (default 100)")
+    flags.add("--binarize-threshold", type=common.unit_float, default=0.5,
+              help="mask probability from which a pixel is foreground (default 0.5)")
+    flags.add("--save-path", help="CSV: folder for pictures with annotations and detections; "
+                                  "COCO: folder (or .json file) for the results JSON")
+    common.add_image_size(flags, None, None)
+    flags.add("--config", help="a .ini file with an [anchor_parameters] section (default: the model's own)")
+    flags.add("--weighted-average", action="store_true",
+              help="weight the per-class AP by instance counts in the mAP (CSV)")
+    args = parser.parse_args(common.argv(args))
+    common.check_dataset(parser, args)
+    common.check_file(parser, args.model, "model file")
+    args.metadata = metadata = read_metadata(args.model)
+    args.backbone = args.backbone or metadata.get("backbone") or "resnet50"
+    args.image_min_side = args.image_min_side or metadata.get("image_min_side") or 800
+    args.image_max_side = args.image_max_side or metadata.get("image_max_side") or 1333
+    if args.config is not None:
+        common.check_file(parser, args.config, "config file")
+    return parser, args
+
+
+def print_average_precisions(generator, average_precisions, weighted=False):
+    """Prints `N instances of class NAME with average precision: AP` per class and the mAP;
+    returns the mAP."""
+    from ..utils.eval import mean_average_precision
+
+    for label, (average_precision, count) in average_precisions.items():
+        print(f"{count:.0f} instances of class {generator.label_to_name(label)} "
+              f"with average precision: {average_precision:.4f}")
+    mean_ap = mean_average_precision(average_precisions, weighted=weighted)
+    print(f"mAP: {mean_ap:.4f}")
+    return mean_ap
+
+
+def main(args=None):
+    """maskrcnn-evaluate; returns 0 (exits with status 2 on bad arguments)."""
+    parser, args = parse_args(args)
+    common.select_gpu(args.gpu)
+    anchor_params = common.anchor_parameters(parser, args.config)
+    backbone = get_backbone(args.backbone)
+    generator = common.create_generator(parser, args, backbone, shuffle_groups=False, anchor_params=anchor_params)
+    classes = args.metadata.get("classes")
+    if classes is not None and len(classes) != generator.num_classes():
+        parser.error(f"model {args.model!r} predicts {len(classes)} classes, the data set has {generator.num_classes()}")
+
+    print("Loading model, this may take a second...")
+    try:
+        model = load_model(args.model, backbone_name=args.backbone, anchor_params=anchor_params,
+                           score_threshold=args.score_threshold, max_detections=args.max_detections)
+    except ValueError as error:
+        parser.error(str(error))
+
+    if args.dataset_type == "coco":
+        from ..utils.coco_eval import evaluate_coco
+
+        evaluate_coco(generator, model, threshold=args.score_threshold, save_path=args.save_path,
+                      binarize_threshold=args.binarize_threshold)
+    else:
+        from ..utils.eval import evaluate
+
+        average_precisions = evaluate(generator, model, iou_threshold=args.iou_threshold,
+                                      score_threshold=args.score_threshold, max_detections=args.max_detections,
+                                      binarize_threshold=args.binarize_threshold, save_path=args.save_path)
+        print_average_precisions(generator, average_precisions, weighted=args.weighted_average)
+    return 0
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,133 @@
+"""`maskrcnn-predict`: runs a trained model on images and writes pictures and COCO-style results.
+
+    maskrcnn-predict MODEL IMAGE_OR_DIR... --output-dir D
+
+Images are resized as in training, boxes are mapped back to the original image and masks are
+pasted at full resolution. Writes D/<image name>.png (detections drawn over the image) and
+D/results.json: a list of COCO result dicts (image_id = position in the input order,
+file_name, category_id = label, category_name, score, bbox [x, y, w, h], segmentation RLE with
+str counts).
+"""
+
+import argparse
+import json
+import os
+
+import cv2
+
+from ..models import load_model, read_metadata
+from ..models.backbone import backbone as get_backbone
+from ..utils.eval import encode_masks, predict_image, progress
+from ..utils.image import image_size, read_image_bgr, resize_image
+from ..utils.masks import paste_mask
+from ..utils.visualization import draw_detections
+from . import common
+
+RESULTS_NAME = "results.json"
+
+
+def parse_args(args):
+    """(parser, arguments); exits through parser.error on bad arguments or unreadable images."""
+    parser = argparse.ArgumentParser(
+        prog="maskrcnn-predict",
+        description="Detect and segment objects in images with a trained Mask R-CNN; writes an overlay "
+                    f"PNG per image and {RESULTS_NAME} (COCO results with RLE masks) to --output-dir.")
+    parser.add_argument("model", help="model file (.keras) written by maskrcnn-train")
+    parser.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR", help="image files, or folders of images")
+    parser.add_argument("--output-dir", required=True, help="folder for the pictures and results.json")
+    flags = common.FlagAdder(parser, [])
+    common.add_backbone(flags, default=None)
+    flags.add("--gpu", help="id of the GPU to use (as nvidia-smi reports it); -1 for none")
+    flags.add("--score-threshold", type=common.unit_float, default=0.5,
+              help="minimum score of the detections kept (default 0.5)")
+    flags.add("--max-detections", type=common.positive_int, default=100, help="detections per image (default 100)")
+    flags.add("--binarize-threshold", type=common.unit_float, default=0.5,
+              help="mask probability from which a pixel is foreground (default 0.5)")
+    common.add_image_size(flags, None, None)
+    args = parser.parse_args(common.argv(args))
+    common.check_file(parser, args.model, "model file")
+    args.metadata = read_metadata(args.model)
+    args.backbone = args.backbone or args.metadata.get("backbone") or "resnet50"
+    args.image_min_side = args.image_min_side or args.metadata.get("image_min_side") or 800
+    args.image_max_side = args.image_max_side or args.metadata.get("image_max_side") or 1333
+    args.files = common.image_files(parser, args.images)
+    for path in args.files:
+        try:
+            image_size(path)
+        except ValueError as error:
+            parser.error(str(error))
+    if os.path.exists(args.output_dir) and not os.path.isdir(args.output_dir):
+        parser.error(f"--output-dir {args.output_dir!r} exists and is not a folder")
+    return parser, args
+
+
+class ImagePreparer:
+    """What `utils.eval.predict_image` needs from a generator: the resize and preprocessing of training."""
+
+    def __init__(self, backbone, min_side, max_side, pad_multiple=32):
+        self.backbone = backbone
+        self.min_side = min_side
+        self.max_side = max_side
+        self.pad_multiple = pad_multiple
+
+    def resize_image(self, image):
+        return resize_image(image, min_side=self.min_side, max_side=self.max_side)
+
+    def preprocess_image(self, image):
+        return self.backbone.preprocess_image(image)
+
+
+def predict_files(model, preparer, files, output_dir, label_to_name, score_threshold=0.5, max_detections=100,
+                  binarize_threshold=0.5):
+    """Runs the model on every file; writes the pictures and results.json; returns the results."""
+    os.makedirs(output_dir, exist_ok=True)
+    results = []
+    for image_id, (path, name) in enumerate(progress(list(zip(files, common.picture_names(files))), "Predicting: ")):
+        image = read_image_bgr(path)
+        boxes, scores, labels, masks = predict_image(preparer, model, image, score_threshold=score_threshold,
+                                                     max_detections=max_detections)
+        height, width = image.shape[:2]
+        for box, score, label, mask in zip(boxes, scores, labels, masks):
+            rle = encode_masks([paste_mask(mask, box, (height, width), binarize_threshold)])[0]
+            x1, y1 = max(float(box[0]), 0.0), max(float(box[1]), 0.0)
+            x2, y2 = min(float(box[2]), width), min(float(box[3]), height)
+            results.append({
+                "image_id": image_id, "file_name": path, "category_id": int(label),
+                "category_name": label_to_name(int(label)), "score": float(score),
+                "bbox": [x1, y1, x2 - x1, y2 - y1],
+                "segmentation": {"size": [height, width], "counts": rle["counts"].decode("ascii")},
+            })
+        draw_detections(image, boxes, scores, labels, masks=masks, label_to_name=label_to_name,
+                        score_threshold=score_threshold, binarize_threshold=binarize_threshold)
+        cv2.imwrite(os.path.join(output_dir, name), image)
+    with open(os.path.join(output_dir, RESULTS_NAME), "w") as handle:
+        json.dump(results, handle)
+    return results
+
+
+def main(args=None):
+    """maskrcnn-predict; returns 0 (exits with status 2 on bad arguments)."""
+    parser, args = parse_args(args)
+    common.select_gpu(args.gpu)
+    backbone = get_backbone(args.backbone)
+    print("Loading model, this may take a second...")
+    try:
+        model = load_model(args.model, backbone_name=args.backbone, score_threshold=args.score_threshold,
+                           max_detections=args.max_detections)
+    except ValueError as error:
+        parser.error(str(error))
+    classes = args.metadata.get("classes") or []
+
+    def label_to_name(label):
+        return classes[label] if 0 <= label < len(classes) and classes[label] else str(label)
+
+    preparer = ImagePreparer(backbone, args.image_min_side, args.image_max_side)
+    results = predict_files(model, preparer, args.files, args.output_dir, label_to_name,
+                            score_threshold=args.score_threshold, max_detections=args.max_detections,
+                            binarize_threshold=args.binarize_threshold)
+    print(f"{len(results)} detections in {len(args.files)} images; pictures and {RESULTS_NAME} in {args.output_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    main()

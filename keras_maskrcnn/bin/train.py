@@ -1,0 +1,346 @@
+"""`maskrcnn-train`: trains a Mask R-CNN on a COCO or CSV data set.
+
+    maskrcnn-train [options] coco PATH
+    maskrcnn-train [options] csv ANNOTATIONS CLASSES [--val-annotations FILE]
+
+Snapshots `{backbone}_{dataset}_{epoch:02d}.keras` hold the training model with its optimizer
+and the settings needed to rebuild the prediction model; `load_model` opens them as the
+prediction model and `--snapshot` resumes training from them.
+"""
+
+import argparse
+import importlib.util
+import os
+import sys
+
+import keras
+
+from .. import losses
+from ..callbacks.snapshot import Snapshot
+from ..models import backbone as get_backbone
+from ..models import load_training_model, prediction_model, read_metadata, training_model
+from ..models.backbone import Backbone
+from ..utils.anchors import AnchorParameters
+from ..utils.image import random_visual_effect_generator
+from ..utils.transform import random_transform_generator
+from . import common
+
+DEFAULT_LR = 1e-5
+WEIGHT_EXTENSIONS = (".keras", ".h5", ".hdf5")
+
+
+def parse_args(args):
+    """(parser, checked arguments); exits through parser.error on bad arguments."""
+    parser = argparse.ArgumentParser(
+        prog="maskrcnn-train",
+        description="Train a Mask R-CNN (RetinaNet + RoIAlign mask head) on a COCO or CSV data set.")
+    subparsers = common.dataset_subparsers(parser, val_annotations=True)
+    flags = common.FlagAdder(parser, subparsers)
+    flags.exclusive(
+        (("--snapshot",), dict(help="resume training from a snapshot written by maskrcnn-train")),
+        (("--weights",), dict(help="initialise from a .keras model, or an .h5 weights file, by layer name "
+                                   "(layers whose shapes differ are skipped)")),
+        (("--imagenet-weights",), dict(action="store_true",
+                                       help="initialise the backbone with ImageNet weights (downloads them)")),
+        (("--no-weights",), dict(action="store_true",
+                                 help="initialise every layer randomly (the default; nothing is downloaded)")),
+    )
+    common.add_backbone(flags, default=None)
+    flags.add("--batch-size", type=common.positive_int, default=1, help="images per batch (default 1)")
+    flags.add("--gpu", help="id of the GPU to use (as nvidia-smi reports it); -1 for none")
+    flags.add("--epochs", type=common.positive_int, default=50,
+              help="train until this epoch (default 50; a resumed snapshot's epochs count)")
+    flags.add("--steps", type=common.positive_int, default=None,
+              help="batches per epoch (default: one pass over the training data)")
+    flags.add("--lr", type=common.positive_float, default=None,
+              help=f"Adam learning rate (default {DEFAULT_LR}; a resumed snapshot keeps its own unless given)")
+    flags.add("--snapshot-path", default="./snapshots",
+              help="folder for snapshots and the CSV training log (default ./snapshots)")
+    flags.add("--tensorboard-dir", default="./logs",
+              help="TensorBoard log folder (default ./logs; '' disables TensorBoard)")
+    flags.add("--no-snapshots", dest="snapshots", action="store_false", help="do not save snapshots")
+    flags.add("--no-evaluation", dest="evaluation", action="store_false",
+              help="do not evaluate on the validation set after every epoch")
+    flags.add("--freeze-backbone", action="store_true", help="freeze the backbone layers")
+    flags.add("--no-class-specific-filter", dest="class_specific_filter", action="store_false",
+              help="non-maximum suppression across classes instead of per class")
+    flags.add("--config", help="a .ini file with an [anchor_parameters] section")
+    flags.add("--weighted-average", action="store_true",
+              help="weight the per-class AP by instance counts in the evaluation mAP")
+    common.add_image_size(flags)
+    flags.add("--random-transform", action="store_true",
+              help="augment with random rotation, translation, shear, scaling, flips and colour changes "
+                   "(default: horizontal flips only)")
+    flags.add("--compute-val-loss", action="store_true", help="also compute the loss on the validation set")
+    flags.add("--max-detections", type=common.positive_int, default=100,
+              help="detections per image kept by the prediction model (default 100)")
+    flags.add("--mask-rois", type=common.positive_int, default=64,
+              help="RoIs per image the mask head trains on: ground-truth boxes, then jittered copies "
+                   "(default 64; fewer is faster)")
+    flags.add("--workers", type=common.positive_int, default=1,
+              help="threads (or processes with --multiprocessing) preparing batches (default 1)")
+    flags.add("--multiprocessing", action="store_true", help="prepare batches in processes instead of threads")
+    flags.add("--max-queue-size", type=common.positive_int, default=10,
+              help="batches prepared ahead of training (default 10)")
+    flags.add("--seed", type=int, default=None, help="random seed for weights, shuffling and augmentation")
+    parsed = parser.parse_args(common.argv(args))
+    return parser, check_args(parser, parsed)
+
+
+def check_args(parser, args):
+    """Checks what can be checked without data or model; takes the backbone of a snapshot."""
+    common.check_dataset(parser, args)
+    args.metadata = {}
+    given = [flag for flag, value in (("--snapshot", args.snapshot), ("--weights", args.weights),
+                                      ("--imagenet-weights", args.imagenet_weights), ("--no-weights", args.no_weights))
+             if value]
+    if len(given) > 1:
+        parser.error(f"argument {given[1]}: not allowed with argument {given[0]}")
+    if args.weights is not None:
+        common.check_file(parser, args.weights, "weights file")
+        if not args.weights.endswith(WEIGHT_EXTENSIONS):
+            parser.error(f"weights file {args.weights!r} must be a .keras model or an .h5 weights file")
+    if args.snapshot is not None:
+        common.check_file(parser, args.snapshot, "snapshot")
+        args.metadata = read_metadata(args.snapshot)
+        if "epoch" not in args.metadata:
+            parser.error(f"{args.snapshot!r} is not a snapshot written by maskrcnn-train (it records no epoch)")
+        saved_backbone = args.metadata.get("backbone")
+        if args.backbone is None:
+            args.backbone = saved_backbone
+        elif saved_backbone and saved_backbone != args.backbone:
+            parser.error(f"snapshot {args.snapshot!r} was trained with --backbone {saved_backbone}, "
+                         f"not {args.backbone}")
+        if args.metadata["epoch"] >= args.epochs:
+            parser.error(f"snapshot {args.snapshot!r} is at epoch {args.metadata['epoch']}; "
+                         f"--epochs {args.epochs} must be larger to train further")
+    args.backbone = args.backbone or "resnet50"
+    if args.image_min_side < 32 or args.image_max_side < 32:
+        parser.error("--image-min-side and --image-max-side must be at least 32")
+    if args.dataset_type == "csv" and args.val_annotations:
+        common.check_file(parser, args.val_annotations, "validation annotations file")
+    if args.compute_val_loss and args.dataset_type == "csv" and not args.val_annotations:
+        parser.error("--compute-val-loss needs --val-annotations")
+    if args.config is not None:
+        common.check_file(parser, args.config, "config file")
+    return args
+
+
+def create_generators(parser, args, backbone, anchor_params):
+    """(training generator, validation generator or None); parser.error on unreadable data."""
+    if args.random_transform:
+        transform_generator = random_transform_generator(
+            min_rotation=-0.1, max_rotation=0.1, min_translation=(-0.1, -0.1), max_translation=(0.1, 0.1),
+            min_shear=-0.1, max_shear=0.1, min_scaling=(0.9, 0.9), max_scaling=(1.1, 1.1),
+            flip_x_chance=0.5, flip_y_chance=0.5)
+        visual_effect_generator = random_visual_effect_generator()
+    else:
+        transform_generator = random_transform_generator(flip_x_chance=0.5)
+        visual_effect_generator = None
+    shared = dict(batch_size=args.batch_size, anchor_params=anchor_params, workers=args.workers,
+                  use_multiprocessing=args.multiprocessing, max_queue_size=args.max_queue_size,
+                  mask_rois_per_image=args.mask_rois, seed=args.seed)
+    train = common.create_generator(parser, args, backbone, set_name="train2017",
+                                    transform_generator=transform_generator,
+                                    visual_effect_generator=visual_effect_generator, **shared)
+    validation = None
+    if args.dataset_type == "coco":
+        validation = common.create_generator(parser, args, backbone, set_name="val2017", shuffle_groups=False,
+                                             **shared)
+    elif args.val_annotations:
+        validation = common.create_generator(parser, args, backbone, annotations=args.val_annotations,
+                                             shuffle_groups=False, **shared)
+    if validation is not None and validation.num_classes() != train.num_classes():
+        parser.error(f"the validation set has {validation.num_classes()} classes, the training set "
+                     f"{train.num_classes()}")
+    return train, validation
+
+
+def _copy_matching(model, source):
+    """Copies the weights of same-named layers of equal shapes, nested models layer by layer.
+
+    Returns (layers copied, layers skipped because their shapes differ).
+    """
+    source_layers = {layer.name: layer for layer in source.layers}
+    copied = skipped = 0
+    for layer in model.layers:
+        other = source_layers.get(layer.name)
+        if other is None or not layer.weights:
+            continue
+        if isinstance(layer, keras.Model) and isinstance(other, keras.Model):
+            inner_copied, inner_skipped = _copy_matching(layer, other)
+            copied, skipped = copied + inner_copied, skipped + inner_skipped
+        elif [tuple(w.shape) for w in layer.weights] == [tuple(w.shape) for w in other.weights]:
+            layer.set_weights(other.get_weights())
+            copied += 1
+        else:
+            skipped += 1
+    return copied, skipped
+
+
+def load_weights(parser, model, path):
+    """Loads weights by layer name from a .keras model or a legacy .h5 file, skipping layers
+    whose shapes differ (e.g. the outputs of a model with other classes)."""
+    try:
+        if path.endswith(".keras"):
+            source = keras.saving.load_model(path, custom_objects=Backbone("resnet50").custom_objects,
+                                             compile=False)
+            copied, skipped = _copy_matching(model, source)
+            print(f"Loaded the weights of {copied} layers from {path} ({skipped} skipped: shapes differ)")
+        elif path.endswith(".weights.h5"):
+            model.load_weights(path, skip_mismatch=True)
+        else:
+            model.load_weights(path, skip_mismatch=True, by_name=True)
+    except Exception as error:  # h5py and keras raise many types for unreadable files
+        parser.error(f"could not read weights from {path!r}: {error}")
+
+
+def quicken_batch_normalization(model, momentum=0.9):
+    """Lowers the momentum of trainable BatchNormalization layers (keras.applications use 0.99
+    or 0.999) so that, from scratch, their moving statistics follow the changing activations
+    within tens of steps; otherwise the prediction model (inference mode) sees stale statistics
+    and outputs the same detections for every image long into training."""
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable:
+            layer.momentum = min(layer.momentum, momentum)
+
+
+def create_models(parser, args, backbone, num_classes, anchor_params):
+    """(compiled training model, prediction model) sharing their weights."""
+    weights = "imagenet" if args.imagenet_weights else None
+    try:
+        model = backbone.maskrcnn(num_classes, weights=weights, freeze_backbone=args.freeze_backbone,
+                                  freeze_bn=True if args.weights else None, anchor_params=anchor_params,
+                                  class_specific_filter=args.class_specific_filter,
+                                  max_detections=args.max_detections)
+    except Exception as error:  # a failed download surfaces as one of many types
+        if weights == "imagenet":
+            parser.error(f"could not get ImageNet weights for {args.backbone} (no internet?): {error}")
+        raise
+    if args.weights:
+        load_weights(parser, model, args.weights)
+    elif weights is None:
+        quicken_batch_normalization(model)
+    train = training_model(model)
+    train.compile(loss=losses.training_losses(),
+                  optimizer=keras.optimizers.Adam(learning_rate=args.lr or DEFAULT_LR, clipnorm=0.001))
+    train.optimizer.build(train.trainable_variables)
+    return train, prediction_model(train, anchor_params=anchor_params, class_specific_filter=args.class_specific_filter,
+                                   max_detections=args.max_detections)
+
+
+def resume_models(parser, args):
+    """(training model with its optimizer state, prediction model, epoch) of --snapshot."""
+    try:
+        train, metadata = load_training_model(args.snapshot, args.backbone)
+    except ValueError as error:
+        parser.error(str(error))
+    if args.lr is not None:
+        train.optimizer.learning_rate.assign(args.lr)
+    anchor_params = AnchorParameters.from_config(metadata["anchor_params"]) if metadata.get("anchor_params") else None
+    options = dict(metadata.get("filter", {}), max_detections=args.max_detections)
+    return train, prediction_model(train, anchor_params=anchor_params, **options), int(metadata["epoch"])
+
+
+class EpochData(keras.utils.PyDataset):
+    """A generator seen as exactly `steps` batches per epoch (default its length), wrapping
+    around when steps exceeds the length; the generator reshuffles at every epoch end."""
+
+    def __init__(self, generator, steps=None):
+        super().__init__(workers=generator.workers, use_multiprocessing=generator.use_multiprocessing,
+                         max_queue_size=generator.max_queue_size)
+        self.generator = generator
+        self.steps = steps or len(generator)
+
+    def __len__(self):
+        return self.steps
+
+    def __getitem__(self, index):
+        return self.generator[index % len(self.generator)]
+
+    def on_epoch_end(self):
+        self.generator.on_epoch_end()
+
+
+def snapshot_metadata(args, anchor_params, classes):
+    """What a snapshot records besides the epoch: enough to rebuild the prediction model."""
+    return dict(backbone=args.backbone, dataset=args.dataset_type, classes=classes,
+                anchor_params=anchor_params.get_config() if anchor_params is not None else None,
+                filter=dict(class_specific_filter=args.class_specific_filter, max_detections=args.max_detections),
+                image_min_side=args.image_min_side, image_max_side=args.image_max_side)
+
+
+def create_callbacks(args, train, prediction, validation, metadata):
+    """Evaluation, snapshots, TensorBoard, ReduceLROnPlateau, TerminateOnNaN and CSVLogger.
+
+    Evaluation comes first so that 'mAP' reaches the TensorBoard and CSV logs of the epoch.
+    """
+    callbacks = []
+    tensorboard = keras.callbacks.TensorBoard(log_dir=args.tensorboard_dir) if args.tensorboard_dir else None
+    if args.evaluation and validation is not None:
+        if args.dataset_type == "coco":
+            from ..callbacks.coco import CocoEval
+
+            callbacks.append(CocoEval(validation, prediction_model=prediction, tensorboard=tensorboard))
+        else:
+            from ..callbacks.eval import Evaluate
+
+            callbacks.append(Evaluate(validation, prediction_model=prediction, tensorboard=tensorboard,
+                                      weighted_average=args.weighted_average, max_detections=args.max_detections))
+    if args.snapshots:
+        os.makedirs(args.snapshot_path, exist_ok=True)
+        template = os.path.join(args.snapshot_path, f"{args.backbone}_{args.dataset_type}_{{epoch:02d}}.keras")
+        callbacks.append(Snapshot(template, metadata=metadata, model=train))
+    if tensorboard is not None:
+        callbacks.append(tensorboard)
+    callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="loss", factor=0.1, patience=2, verbose=1,
+                                                       min_delta=1e-4, cooldown=0, min_lr=0))
+    callbacks.append(keras.callbacks.TerminateOnNaN())
+    if args.snapshots:
+        log = os.path.join(args.snapshot_path, f"{args.backbone}_{args.dataset_type}.csv")
+        callbacks.append(keras.callbacks.CSVLogger(log, append=args.snapshot is not None))
+    return callbacks
+
+
+def main(args=None):
+    """maskrcnn-train; returns 0 after training (exits with status 2 on bad arguments)."""
+    parser, args = parse_args(args)
+    common.select_gpu(args.gpu)
+    anchor_params = common.anchor_parameters(parser, args.config)
+    if args.snapshot is not None and args.metadata.get("anchor_params"):
+        saved = AnchorParameters.from_config(args.metadata["anchor_params"])
+        if anchor_params is not None and anchor_params != saved:
+            parser.error(f"the anchors of --config {args.config!r} differ from those of snapshot {args.snapshot!r}")
+        anchor_params = saved
+    if args.tensorboard_dir and importlib.util.find_spec("tensorboard") is None:
+        print("maskrcnn-train: the tensorboard package is not installed, so TensorBoard logging is off "
+              "(pip install tensorboard, or pass --tensorboard-dir '' to silence this)", file=sys.stderr)
+        args.tensorboard_dir = ""
+
+    backbone = get_backbone(args.backbone)
+    train_generator, validation_generator = create_generators(parser, args, backbone, anchor_params)
+    classes = common.class_names(train_generator)
+    saved_classes = args.metadata.get("classes")
+    if saved_classes is not None and len(saved_classes) != len(classes):
+        parser.error(f"snapshot {args.snapshot!r} has {len(saved_classes)} classes, the data set {len(classes)}")
+
+    if args.seed is not None:
+        keras.utils.set_random_seed(args.seed)
+    if args.snapshot is not None:
+        print(f"Loading snapshot {args.snapshot}, this may take a second...")
+        train, prediction, initial_epoch = resume_models(parser, args)
+    else:
+        print("Creating model, this may take a second...")
+        train, prediction = create_models(parser, args, backbone, train_generator.num_classes(), anchor_params)
+        initial_epoch = 0
+
+    callbacks = create_callbacks(args, train, prediction, validation_generator,
+                                 snapshot_metadata(args, anchor_params, classes))
+    validation_data = EpochData(validation_generator) if args.compute_val_loss else None
+    train.fit(EpochData(train_generator, args.steps), epochs=args.epochs, initial_epoch=initial_epoch,
+              verbose=1, callbacks=callbacks, validation_data=validation_data)
+    return 0
+
+
+if __name__ == "__main__":
+    main()

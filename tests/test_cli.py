@@ -1,0 +1,287 @@
+"""The command-line tools end to end on a tiny shapes data set, and their argument errors.
+
+One short training run (vgg16, whose few layers compile fast; 64 px images; 2 steps), resumed
+for a second epoch, makes the snapshot that the other commands use. The error tests check that
+bad arguments stop a command before any model is built.
+"""
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+from pycocotools import mask as mask_utils
+
+from keras_maskrcnn.bin import debug, evaluate, predict, train
+from keras_maskrcnn.datasets.shapes import CLASSES, make_shapes_dataset
+from keras_maskrcnn.models import load_model, load_training_model, read_metadata
+from keras_maskrcnn.models.backbone import Backbone
+
+SIZE = ["--image-min-side", "64", "--image-max-side", "64"]
+TRAIN = ["--backbone", "vgg16", "--batch-size", "2", "--steps", "2", "--lr", "1e-4", "--mask-rois", "2",
+         "--max-detections", "5", "--tensorboard-dir", "", "--seed", "0"] + SIZE
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """Shapes train (4 images) and val (2 images) sets at 64 px, the val set also in COCO layout,
+    and an anchor config suited to the small objects."""
+    root = tmp_path_factory.mktemp("cli")
+    train_csv, classes_csv = make_shapes_dataset(str(root / "train"), images=4, size=64, seed=1)
+    val_csv, _ = make_shapes_dataset(str(root / "val"), images=2, size=64, seed=2)
+    config = root / "anchors.ini"
+    config.write_text("[anchor_parameters]\nsizes = 16 32 64 128 256\nstrides = 8 16 32 64 128\n"
+                      "ratios = 0.5 1 2\nscales = 1 1.2 1.6\n")
+    coco_dir = root / "coco"
+    write_coco(str(root / "val"), val_csv, str(coco_dir), "val2017")
+    return dict(root=root, train=train_csv, classes=classes_csv, val=val_csv, config=str(config),
+                coco=str(coco_dir), val_images=str(root / "val" / "images"))
+
+
+def write_coco(folder, annotations_csv, coco_dir, set_name):
+    """Copies a shapes CSV data set into the COCO layout with RLE segmentations."""
+    os.makedirs(os.path.join(coco_dir, "annotations"), exist_ok=True)
+    os.makedirs(os.path.join(coco_dir, "images", set_name), exist_ok=True)
+    images, annotations, ids = [], [], {}
+    with open(annotations_csv) as handle:
+        for path, x1, y1, x2, y2, name, mask_path in csv.reader(handle):
+            if path not in ids:
+                ids[path] = len(ids) + 1
+                image = cv2.imread(os.path.join(folder, path))
+                shutil.copy(os.path.join(folder, path), os.path.join(coco_dir, "images", set_name,
+                                                                     os.path.basename(path)))
+                images.append({"id": ids[path], "file_name": os.path.basename(path),
+                               "height": image.shape[0], "width": image.shape[1]})
+            mask = (cv2.imread(os.path.join(folder, mask_path), cv2.IMREAD_GRAYSCALE) > 0).astype(np.uint8)
+            rle = mask_utils.encode(np.asfortranarray(mask))
+            x1, y1, x2, y2 = (float(v) for v in (x1, y1, x2, y2))
+            annotations.append({"id": len(annotations) + 1, "image_id": ids[path],
+                                "category_id": CLASSES.index(name) + 1, "iscrowd": 0,
+                                "bbox": [x1, y1, x2 - x1, y2 - y1], "area": float(mask.sum()),
+                                "segmentation": {"size": rle["size"], "counts": rle["counts"].decode("ascii")}})
+    categories = [{"id": i + 1, "name": name} for i, name in enumerate(CLASSES)]
+    with open(os.path.join(coco_dir, "annotations", f"instances_{set_name}.json"), "w") as handle:
+        json.dump({"images": images, "annotations": annotations, "categories": categories}, handle)
+
+
+@pytest.fixture(scope="module")
+def trained(data):
+    """Trains one epoch with per-epoch evaluation, then resumes for a second without it."""
+    snapshots = data["root"] / "snapshots"
+    first = ["--epochs", "1", "--snapshot-path", str(snapshots), "--config", data["config"]] + TRAIN
+    assert train.main(first + ["csv", data["train"], data["classes"], "--val-annotations", data["val"]]) == 0
+    resume = ["--epochs", "2", "--snapshot-path", str(snapshots), "--no-evaluation",
+              "--snapshot", str(snapshots / "vgg16_csv_01.keras")] + TRAIN
+    assert train.main(resume + ["csv", data["train"], data["classes"]]) == 0
+    return snapshots
+
+
+@pytest.fixture
+def no_model_building(monkeypatch):
+    """Makes building a model fail loudly, so argument errors are shown to come first."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model was built before the arguments were checked")
+
+    monkeypatch.setattr(Backbone, "maskrcnn", refuse)
+
+
+def error_of(main, args, capsys):
+    """The argparse error message of main(args) (which must exit with status 2)."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 2
+    return capsys.readouterr().err
+
+
+# end to end
+
+def test_train_writes_snapshots_log_and_evaluates(trained, capsys):
+    first, second = trained / "vgg16_csv_01.keras", trained / "vgg16_csv_02.keras"
+    assert first.is_file() and second.is_file()
+    metadata = read_metadata(str(first))
+    assert metadata["epoch"] == 1 and metadata["backbone"] == "vgg16"
+    assert metadata["classes"] == list(CLASSES)
+    assert metadata["anchor_params"]["sizes"] == [16, 32, 64, 128, 256]
+    with open(trained / "vgg16_csv.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["epoch"] for row in rows] == ["0", "1"]
+    assert "mAP" in rows[0] and 0.0 <= float(rows[0]["mAP"]) <= 1.0
+    assert all(np.isfinite(float(row["loss"])) for row in rows)
+
+
+def test_resume_continues_epoch_and_optimizer(trained):
+    model, metadata = load_training_model(str(trained / "vgg16_csv_02.keras"), "vgg16")
+    assert metadata["epoch"] == 2
+    assert int(model.optimizer.iterations.numpy()) == 4
+
+
+def test_snapshot_loads_as_prediction_model(trained):
+    model = load_model(str(trained / "vgg16_csv_02.keras"), "vgg16")
+    image = np.zeros((1, 64, 64, 3), np.float32)
+    boxes, scores, labels, masks = model.predict_on_batch(image)[-4:]
+    assert boxes.shape == (1, 5, 4) and masks.shape == (1, 5, 28, 28, 3)
+
+
+def test_evaluate_csv_prints_per_class_ap_and_map(trained, data, capsys, tmp_path):
+    snapshot = str(trained / "vgg16_csv_02.keras")
+    args = ["csv", data["val"], data["classes"], snapshot, "--max-detections", "5", "--save-path", str(tmp_path)]
+    assert evaluate.main(args) == 0
+    output = capsys.readouterr().out
+    for name in CLASSES:
+        assert f"instances of class {name} with average precision: " in output
+    assert "mAP: " in output
+    assert sorted(os.listdir(tmp_path)) == ["0.png", "1.png"]
+
+
+def test_evaluate_coco_prints_cocoeval_summaries(trained, data, capsys, tmp_path):
+    snapshot = str(trained / "vgg16_csv_02.keras")
+    results = tmp_path / "results.json"
+    args = ["coco", data["coco"], snapshot, "--score-threshold", "0.0", "--max-detections", "5",
+            "--save-path", str(results)]
+    assert evaluate.main(args) == 0
+    output = capsys.readouterr().out
+    assert "Evaluating segm" in output and "Evaluating bbox" in output
+    assert output.count("Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ]") == 2
+    detections = json.loads(results.read_text())
+    assert detections and {"image_id", "category_id", "score", "bbox", "segmentation"} <= set(detections[0])
+
+
+def test_debug_writes_annotated_pictures(data, tmp_path):
+    args = ["--anchors", "--annotations", "--masks", "--random-transform", "--config", data["config"],
+            "--output-dir", str(tmp_path)] + SIZE + ["csv", data["train"], data["classes"]]
+    assert debug.main(args) == 0
+    names = sorted(os.listdir(tmp_path))
+    assert names == ["00000.png", "00001.png", "00002.png", "00003.png"]
+    picture = cv2.imread(str(tmp_path / names[0]))
+    assert picture.shape == (64, 64, 3)
+    original = cv2.imread(os.path.join(data["root"], "train", "images", "00000.png"))
+    assert not np.array_equal(picture, original)
+
+
+def test_debug_without_resize_keeps_image_size(data, tmp_path):
+    args = ["--no-resize", "--masks", "--output-dir", str(tmp_path), "coco", data["coco"], "--coco-set", "val2017"]
+    assert debug.main(args) == 0
+    assert cv2.imread(str(tmp_path / "00000.png")).shape == (64, 64, 3)
+
+
+def test_predict_writes_pictures_and_coco_results(trained, data, tmp_path):
+    snapshot = str(trained / "vgg16_csv_02.keras")
+    args = [snapshot, data["val_images"], "--output-dir", str(tmp_path), "--score-threshold", "0.0",
+            "--max-detections", "3"]
+    assert predict.main(args) == 0
+    assert sorted(os.listdir(tmp_path)) == ["00000.png", "00001.png", "results.json"]
+    assert cv2.imread(str(tmp_path / "00000.png")).shape == (64, 64, 3)
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert {r["image_id"] for r in results} == {0, 1}
+    for result in results:
+        assert result["category_name"] in CLASSES
+        assert isinstance(result["segmentation"]["counts"], str)
+        mask = mask_utils.decode({"size": result["segmentation"]["size"],
+                                  "counts": result["segmentation"]["counts"].encode("ascii")})
+        assert mask.shape == (64, 64)
+        x, y, w, h = result["bbox"]
+        assert 0 <= x and 0 <= y and x + w <= 64 and y + h <= 64
+
+
+def test_console_scripts_are_installed():
+    for name in ("maskrcnn-train", "maskrcnn-evaluate", "maskrcnn-debug", "maskrcnn-predict"):
+        script = os.path.join(os.path.dirname(sys.executable), name)
+        result = subprocess.run([script, "--help"], capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith(f"usage: {name}")
+
+
+# argument errors, all before any model is built
+
+@pytest.mark.parametrize("args, message", [
+    ([], "the following arguments are required: {coco,csv}"),
+    (["--backbone", "resnet9", "csv", "TRAIN", "CLASSES"], "argument --backbone: invalid choice: 'resnet9'"),
+    (["--batch-size", "0", "csv", "TRAIN", "CLASSES"], "argument --batch-size: '0' must be at least 1"),
+    (["--lr", "-1", "csv", "TRAIN", "CLASSES"], "argument --lr: '-1' must be a positive number"),
+    (["--weights", "w.h5", "--no-weights", "csv", "TRAIN", "CLASSES"], "not allowed with argument"),
+    (["--snapshot", "missing.keras", "csv", "TRAIN", "CLASSES"], "snapshot 'missing.keras' does not exist"),
+    (["--weights", "missing.h5", "csv", "TRAIN", "CLASSES"], "weights file 'missing.h5' does not exist"),
+    (["csv", "missing.csv", "CLASSES"], "annotations file 'missing.csv' does not exist"),
+    (["csv", "TRAIN", "missing.csv"], "classes file 'missing.csv' does not exist"),
+    (["--compute-val-loss", "csv", "TRAIN", "CLASSES"], "--compute-val-loss needs --val-annotations"),
+    (["coco", "/no/such/coco"], "COCO data set folder '/no/such/coco' does not exist"),
+])
+def test_train_argument_errors(args, message, data, capsys, no_model_building):
+    args = [{"TRAIN": data["train"], "CLASSES": data["classes"]}.get(arg, arg) for arg in args]
+    error = error_of(train.main, args, capsys)
+    assert error.startswith("usage: maskrcnn-train")
+    assert message in error
+
+
+def test_train_flags_may_follow_the_dataset(data, capsys, no_model_building):
+    error = error_of(train.main, ["csv", data["train"], data["classes"], "--batch-size", "0"], capsys)
+    assert "argument --batch-size: '0' must be at least 1" in error
+
+
+def test_train_reports_the_bad_csv_line(data, tmp_path, capsys, no_model_building):
+    broken = tmp_path / "broken.csv"
+    lines = open(data["train"]).read().splitlines()
+    broken.write_text("\n".join(lines[:2] + ["images/00000.png,1,2,3,x,circle,masks/00000_00.png"]) + "\n")
+    shutil.copytree(os.path.join(data["root"], "train", "images"), tmp_path / "images")
+    shutil.copytree(os.path.join(data["root"], "train", "masks"), tmp_path / "masks")
+    error = error_of(train.main, ["csv", str(broken), data["classes"]], capsys)
+    assert f"{broken}:3: y2 'x' is not a number" in error
+
+
+def test_train_rejects_a_bad_config(data, tmp_path, capsys, no_model_building):
+    config = tmp_path / "bad.ini"
+    config.write_text("[anchor_parameters]\nsizes = 32 64\n")
+    error = error_of(train.main, ["--config", str(config), "csv", data["train"], data["classes"]], capsys)
+    assert "lacks strides, ratios, scales" in error
+
+
+def test_resume_checks_epochs_and_backbone(trained, data, capsys, no_model_building):
+    snapshot = str(trained / "vgg16_csv_02.keras")
+    error = error_of(train.main, ["--snapshot", snapshot, "--epochs", "2", "csv", data["train"], data["classes"]],
+                     capsys)
+    assert "is at epoch 2; --epochs 2 must be larger" in error
+    error = error_of(train.main, ["--snapshot", snapshot, "--backbone", "resnet50", "--epochs", "3",
+                                  "csv", data["train"], data["classes"]], capsys)
+    assert "was trained with --backbone vgg16, not resnet50" in error
+
+
+def test_evaluate_argument_errors(trained, data, tmp_path, capsys, no_model_building):
+    error = error_of(evaluate.main, ["csv", data["val"], data["classes"], "missing.keras"], capsys)
+    assert "model file 'missing.keras' does not exist" in error
+    error = error_of(evaluate.main, ["csv", data["val"], data["classes"]], capsys)
+    assert "the following arguments are required: model" in error
+    two_classes = tmp_path / "two.csv"
+    two_classes.write_text("circle,0\nsquare,1\n")
+    snapshot = str(trained / "vgg16_csv_02.keras")
+    error = error_of(evaluate.main, ["csv", data["train"], str(two_classes), snapshot], capsys)
+    assert "unknown class name 'triangle'" in error or "predicts 3 classes" in error
+    error = error_of(evaluate.main, ["--iou-threshold", "2", "csv", data["val"], data["classes"], snapshot], capsys)
+    assert "argument --iou-threshold: '2' must lie in [0, 1]" in error
+
+
+def test_predict_argument_errors(trained, tmp_path, capsys, no_model_building):
+    snapshot = str(trained / "vgg16_csv_02.keras")
+    error = error_of(predict.main, [snapshot, "missing.png", "--output-dir", str(tmp_path)], capsys)
+    assert "image or folder 'missing.png' does not exist" in error
+    error = error_of(predict.main, [snapshot, str(tmp_path)], capsys)
+    assert "the following arguments are required: --output-dir" in error
+    error = error_of(predict.main, [snapshot, str(tmp_path), "--output-dir", str(tmp_path / "out")], capsys)
+    assert "holds no images" in error
+    not_an_image = tmp_path / "notes.png"
+    not_an_image.write_text("hello")
+    error = error_of(predict.main, [snapshot, str(not_an_image), "--output-dir", str(tmp_path / "out")], capsys)
+    assert "could not be read" in error
+
+
+def test_debug_argument_errors(data, capsys, monkeypatch):
+    error = error_of(debug.main, ["csv", data["train"], data["classes"]], capsys)
+    assert "nothing to do: give --output-dir, --show or both" in error
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    error = error_of(debug.main, ["--show", "csv", data["train"], data["classes"]], capsys)
+    assert "--show needs" in error
