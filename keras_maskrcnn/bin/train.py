@@ -74,6 +74,10 @@ def parse_args(args):
     flags.add("--compute-val-loss", action="store_true", help="also compute the loss on the validation set")
     flags.add("--max-detections", type=common.positive_int, default=100,
               help="detections per image kept by the prediction model (default 100)")
+    flags.add("--feature-size", type=common.positive_int, default=256,
+              help="channels of the FPN and the box heads (default 256; ignored with --snapshot)")
+    flags.add("--mask-feature-size", type=common.positive_int, default=256,
+              help="channels of the mask head's convolutions (default 256; ignored with --snapshot)")
     flags.add("--mask-rois", type=common.positive_int, default=64,
               help="RoIs per image the mask head trains on: ground-truth boxes, then jittered copies "
                    "(default 64; fewer is faster)")
@@ -212,7 +216,8 @@ def create_models(parser, args, backbone, num_classes, anchor_params):
         model = backbone.maskrcnn(num_classes, weights=weights, freeze_backbone=args.freeze_backbone,
                                   freeze_bn=True if args.weights else None, anchor_params=anchor_params,
                                   class_specific_filter=args.class_specific_filter,
-                                  max_detections=args.max_detections)
+                                  max_detections=args.max_detections, feature_size=args.feature_size,
+                                  mask_feature_size=args.mask_feature_size)
     except Exception as error:  # a failed download surfaces as one of many types
         if weights == "imagenet":
             parser.error(f"could not get ImageNet weights for {args.backbone} (no internet?): {error}")

@@ -5,9 +5,11 @@ import keras
 
 def mask_submodel(num_classes, pyramid_feature_size=256, roi_size=(14, 14), feature_size=256,
                   name="mask_submodel"):
-    """(R, 14, 14, 256) -> (R, 28, 28, num_classes) sigmoid probabilities, R = RoIs of the whole batch.
+    """(R, 14, 14, pyramid_feature_size) -> (R, 28, 28, num_classes) sigmoid probabilities,
+    R = RoIs of the whole batch.
 
-    4 x conv3x3(256, relu) -> nearest 2x upsampling -> conv3x3(256, relu) -> conv1x1(num_classes, sigmoid).
+    4 x conv3x3(feature_size, relu) -> nearest 2x upsampling -> conv3x3(feature_size, relu)
+    -> conv1x1(num_classes, sigmoid); feature_size 256 by default.
     """
     inputs = keras.Input(shape=(roi_size[0], roi_size[1], pyramid_feature_size))
     x = inputs

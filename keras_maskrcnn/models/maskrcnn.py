@@ -65,19 +65,23 @@ def _prediction_graph(image, features, regression, classification, mask_model, a
 
 
 def maskrcnn(inputs, backbone_layers, num_classes, anchor_params=None, mask_dtype=None,
-             prior_probability=0.01, name="maskrcnn", **filter_kwargs):
+             prior_probability=0.01, feature_size=256, mask_feature_size=256, name="maskrcnn",
+             **filter_kwargs):
     """Prediction model: image (B,H,W,3) -> [regression (B,A,4), classification (B,A,C),
     boxes (B,N,4), scores (B,N), labels (B,N) int32, masks (B,N,28,28,C)].
 
     inputs: the image `keras.Input`; backbone_layers: [C3, C4, C5] computed from it.
     filter_kwargs: nms, class_specific_filter, score_threshold, nms_threshold, max_detections,
     pre_nms_top_k (see `FilterDetections`). mask_dtype: dtype of the masks output (default float32).
+    feature_size: channels of the FPN and the box heads; mask_feature_size: channels of the mask
+    head's convolutions (both 256 by default, as in keras-maskrcnn; smaller is faster and is
+    enough for simple data such as the shapes demo).
     """
     anchor_params = anchor_params or AnchorParameters.default
-    features = pyramid_features(*backbone_layers)
+    features = pyramid_features(*backbone_layers, feature_size=feature_size)
     regression, classification = retinanet_outputs(features, num_classes, anchor_params.num_anchors(),
-                                                   prior_probability)
-    mask_model = mask_submodel(num_classes)
+                                                   prior_probability, feature_size)
+    mask_model = mask_submodel(num_classes, pyramid_feature_size=feature_size, feature_size=mask_feature_size)
     return _prediction_graph(inputs, features, regression, classification, mask_model, anchor_params,
                              mask_dtype, name, **filter_kwargs)
 

@@ -55,6 +55,17 @@ def test_mask_dtype_option():
     assert model.predict_on_batch(_image(64, 64))[-1].dtype == np.float16
 
 
+def test_feature_sizes_set_the_widths_of_fpn_heads_and_mask_head():
+    model = backbone("mobilenetv2").maskrcnn(num_classes=2, feature_size=64, mask_feature_size=32, max_detections=5)
+    assert all(model.get_layer(level).output.shape[-1] == 64 for level in ("P3", "P4", "P5", "P6", "P7"))
+    head = model.get_layer("masks").mask_model
+    assert head.get_layer("roi_mask_0").kernel.shape == (3, 3, 64, 32)
+    assert head.get_layer("roi_mask_4").kernel.shape == (3, 3, 32, 32)
+    assert model.get_layer("classification_submodel").get_layer("pyramid_classification_0").kernel.shape == (3, 3, 64, 64)
+    outputs = training_model(model).predict_on_batch([_image(64, 64), np.array([[[8, 8, 40, 40]]], np.float32)])
+    assert outputs[-1].shape == (1, 1, 28, 28, 2)
+
+
 def _synthetic_batch(height=96, width=128, num_classes=NUM_CLASSES, max_rois=4):
     image = np.zeros((1, height, width, 3), np.float32)
     bboxes = np.array([[10, 12, 60, 80], [70, 20, 120, 70]], np.float64)

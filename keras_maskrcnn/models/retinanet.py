@@ -80,10 +80,14 @@ def pyramid_features(C3, C4, C5, feature_size=256):
     return [P3, P4, P5, P6, P7]
 
 
-def retinanet_outputs(features, num_classes, num_anchors, prior_probability=0.01):
-    """Applies the shared heads to every level: regression (B, A, 4), classification (B, A, num_classes)."""
-    regression_model = regression_submodel(num_anchors)
-    classification_model = classification_submodel(num_classes, num_anchors, prior_probability=prior_probability)
+def retinanet_outputs(features, num_classes, num_anchors, prior_probability=0.01, feature_size=256):
+    """Applies the shared heads to every level: regression (B, A, 4), classification (B, A, num_classes).
+
+    feature_size: channels of the pyramid levels and of the heads' hidden convolutions.
+    """
+    regression_model = regression_submodel(num_anchors, pyramid_feature_size=feature_size, feature_size=feature_size)
+    classification_model = classification_submodel(num_classes, num_anchors, pyramid_feature_size=feature_size,
+                                                   feature_size=feature_size, prior_probability=prior_probability)
     regression = keras.layers.Concatenate(axis=1, name="regression", dtype="float32")(
         [regression_model(f) for f in features])
     classification = keras.layers.Concatenate(axis=1, name="classification", dtype="float32")(
@@ -92,14 +96,15 @@ def retinanet_outputs(features, num_classes, num_anchors, prior_probability=0.01
 
 
 def retinanet(inputs, backbone_layers, num_classes, anchor_params=None, prior_probability=0.01,
-              name="retinanet"):
+              feature_size=256, name="retinanet"):
     """Detector without box decoding: image -> [regression (B,A,4), classification (B,A,C)].
 
-    backbone_layers: the backbone's [C3, C4, C5] tensors computed from `inputs`.
+    backbone_layers: the backbone's [C3, C4, C5] tensors computed from `inputs`; feature_size:
+    channels of the FPN and of the heads (256 in keras-retinanet).
     """
     anchor_params = anchor_params or AnchorParameters.default
-    features = pyramid_features(*backbone_layers)
-    outputs = retinanet_outputs(features, num_classes, anchor_params.num_anchors(), prior_probability)
+    features = pyramid_features(*backbone_layers, feature_size=feature_size)
+    outputs = retinanet_outputs(features, num_classes, anchor_params.num_anchors(), prior_probability, feature_size)
     return keras.Model(inputs=inputs, outputs=list(outputs), name=name)
 
 
