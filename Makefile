@@ -22,8 +22,8 @@ test: $(STAMP)
 # writes prediction pictures to demo-output/predictions/.
 DEMO_TRAIN := $(DEMO_DIR)/data/train
 DEMO_VAL := $(DEMO_DIR)/data/val
-DEMO_EPOCHS ?= 8
-DEMO_STEPS ?= 100
+DEMO_EPOCHS ?= 6
+DEMO_STEPS ?= 200
 DEMO_SNAPSHOT = $(DEMO_DIR)/snapshots/mobilenetv2_csv_$(shell printf %02d $(DEMO_EPOCHS)).keras
 DEMO_FLAGS := --backbone mobilenetv2 --image-min-side 96 --image-max-side 96 --config $(DEMO_DIR)/anchors.ini
 
@@ -32,8 +32,9 @@ demo: $(STAMP)
 	printf '[anchor_parameters]\nsizes = 16 32 64 128 256\nstrides = 8 16 32 64 128\nratios = 0.5 1 2\nscales = 1 1.26 1.59\n' > $(DEMO_DIR)/anchors.ini
 	$(BIN)/maskrcnn-shapes $(DEMO_TRAIN) --images 400 --size 96 --seed 1
 	$(BIN)/maskrcnn-shapes $(DEMO_VAL) --images 40 --size 96 --seed 2
-	$(BIN)/maskrcnn-train $(DEMO_FLAGS) --lr 3e-4 --batch-size 4 --epochs $(DEMO_EPOCHS) --steps $(DEMO_STEPS) --mask-rois 2 \
-		--max-detections 10 --seed 0 --snapshot-path $(DEMO_DIR)/snapshots --tensorboard-dir '' --no-evaluation \
+	$(BIN)/maskrcnn-train $(DEMO_FLAGS) --feature-size 128 --mask-feature-size 64 --lr 1e-3 --clipnorm 1 \
+		--batch-size 4 --epochs $(DEMO_EPOCHS) --steps $(DEMO_STEPS) --mask-rois 2 --max-detections 10 --seed 0 \
+		--snapshot-path $(DEMO_DIR)/snapshots --tensorboard-dir '' --no-evaluation \
 		csv $(DEMO_TRAIN)/annotations.csv $(DEMO_TRAIN)/classes.csv
 	$(BIN)/maskrcnn-evaluate $(DEMO_FLAGS) --max-detections 10 --save-path $(DEMO_DIR)/evaluation \
 		csv $(DEMO_VAL)/annotations.csv $(DEMO_VAL)/classes.csv $(DEMO_SNAPSHOT)

@@ -26,6 +26,7 @@ from ..utils.transform import random_transform_generator
 from . import common
 
 DEFAULT_LR = 1e-5
+DEFAULT_CLIPNORM = 0.001
 WEIGHT_EXTENSIONS = (".keras", ".h5", ".hdf5")
 
 
@@ -54,6 +55,9 @@ def parse_args(args):
               help="batches per epoch (default: one pass over the training data)")
     flags.add("--lr", type=common.positive_float, default=None,
               help=f"Adam learning rate (default {DEFAULT_LR}; a resumed snapshot keeps its own unless given)")
+    flags.add("--clipnorm", type=common.positive_float, default=DEFAULT_CLIPNORM,
+              help=f"clip each gradient to this norm (default {DEFAULT_CLIPNORM}, keras-retinanet's; "
+                   "ignored with --snapshot)")
     flags.add("--snapshot-path", default="./snapshots",
               help="folder for snapshots and the CSV training log (default ./snapshots)")
     flags.add("--tensorboard-dir", default="./logs",
@@ -228,7 +232,7 @@ def create_models(parser, args, backbone, num_classes, anchor_params):
         quicken_batch_normalization(model)
     train = training_model(model)
     train.compile(loss=losses.training_losses(),
-                  optimizer=keras.optimizers.Adam(learning_rate=args.lr or DEFAULT_LR, clipnorm=0.001))
+                  optimizer=keras.optimizers.Adam(learning_rate=args.lr or DEFAULT_LR, clipnorm=args.clipnorm))
     train.optimizer.build(train.trainable_variables)
     return train, prediction_model(train, anchor_params=anchor_params, class_specific_filter=args.class_specific_filter,
                                    max_detections=args.max_detections)
