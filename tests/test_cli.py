@@ -71,12 +71,13 @@ def write_coco(folder, annotations_csv, coco_dir, set_name):
 
 @pytest.fixture(scope="module")
 def trained(data):
-    """Trains one epoch with per-epoch evaluation, then resumes for a second without it."""
+    """Trains one epoch with per-epoch evaluation, then resumes for a second without it
+    (and without image sizes, which come from the snapshot)."""
     snapshots = data["root"] / "snapshots"
     first = ["--epochs", "1", "--snapshot-path", str(snapshots), "--config", data["config"]] + TRAIN
     assert train.main(first + ["csv", data["train"], data["classes"], "--val-annotations", data["val"]]) == 0
     resume = ["--epochs", "2", "--snapshot-path", str(snapshots), "--no-evaluation",
-              "--snapshot", str(snapshots / "vgg16_csv_01.keras")] + TRAIN
+              "--snapshot", str(snapshots / "vgg16_csv_01.keras")] + TRAIN[:-len(SIZE)]
     assert train.main(resume + ["csv", data["train"], data["classes"]]) == 0
     return snapshots
 
@@ -118,6 +119,7 @@ def test_resume_continues_epoch_and_optimizer(trained):
     model, metadata = load_training_model(str(trained / "vgg16_csv_02.keras"), "vgg16")
     assert metadata["epoch"] == 2
     assert int(model.optimizer.iterations.numpy()) == 4
+    assert (metadata["image_min_side"], metadata["image_max_side"]) == (64, 64)
 
 
 def test_snapshot_loads_as_prediction_model(trained):

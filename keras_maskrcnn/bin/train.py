@@ -71,7 +71,7 @@ def parse_args(args):
     flags.add("--config", help="a .ini file with an [anchor_parameters] section")
     flags.add("--weighted-average", action="store_true",
               help="weight the per-class AP by instance counts in the evaluation mAP")
-    common.add_image_size(flags)
+    common.add_image_size(flags, None, None)
     flags.add("--random-transform", action="store_true",
               help="augment with random rotation, translation, shear, scaling, flips and colour changes "
                    "(default: horizontal flips only)")
@@ -123,6 +123,8 @@ def check_args(parser, args):
             parser.error(f"snapshot {args.snapshot!r} is at epoch {args.metadata['epoch']}; "
                          f"--epochs {args.epochs} must be larger to train further")
     args.backbone = args.backbone or "resnet50"
+    args.image_min_side = args.image_min_side or args.metadata.get("image_min_side") or 800
+    args.image_max_side = args.image_max_side or args.metadata.get("image_max_side") or 1333
     if args.image_min_side < 32 or args.image_max_side < 32:
         parser.error("--image-min-side and --image-max-side must be at least 32")
     if args.dataset_type == "csv" and args.val_annotations:
