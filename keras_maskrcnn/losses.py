@@ -5,10 +5,14 @@ Target layouts (as the generators produce them):
 - classification: (B, A, C+1) one-hot labels, then the anchor state;
 - masks:          (B, M, 1 + S*S) the RoI's class (-1 for padding rows), then its S x S target mask.
 Every loss returns a float32 scalar for the whole batch and is finite when nothing is positive.
+Under a `tf.distribute` strategy the counts that normalise a loss (positive anchors, valid RoIs)
+are summed over the replicas, so the replicas' losses add up to the loss of the global batch.
 """
 
 import keras
 from keras import ops
+
+from .utils.distribution import global_sum
 
 _EPSILON = 1e-7
 
@@ -32,7 +36,7 @@ class FocalLoss(keras.losses.Loss):
         focal_weight = alpha_factor * ops.where(positive, 1.0 - probabilities, probabilities) ** self.gamma
         cross_entropy = -(labels * ops.log(probabilities) + (1.0 - labels) * ops.log(1.0 - probabilities))
         counted = ops.cast(ops.not_equal(state, -1.0), "float32")[..., None]
-        normalizer = ops.maximum(1.0, ops.sum(ops.cast(ops.equal(state, 1.0), "float32")))
+        normalizer = ops.maximum(1.0, global_sum(ops.sum(ops.cast(ops.equal(state, 1.0), "float32"))))
         return ops.sum(focal_weight * cross_entropy * counted) / normalizer
 
     def get_config(self):
@@ -56,7 +60,7 @@ class SmoothL1Loss(keras.losses.Loss):
         sigma_squared = self.sigma ** 2
         loss = ops.where(diff < 1.0 / sigma_squared, 0.5 * sigma_squared * diff ** 2, diff - 0.5 / sigma_squared)
         positive = ops.cast(ops.equal(state, 1.0), "float32")
-        normalizer = ops.maximum(1.0, ops.sum(positive))
+        normalizer = ops.maximum(1.0, global_sum(ops.sum(positive)))
         return ops.sum(loss * positive[..., None]) / normalizer
 
     def get_config(self):
@@ -88,7 +92,7 @@ class MaskBinaryCrossentropy(keras.losses.Loss):
         probabilities = ops.clip(probabilities, _EPSILON, 1.0 - _EPSILON)
         cross_entropy = -(target * ops.log(probabilities) + (1.0 - target) * ops.log(1.0 - probabilities))
         per_roi = ops.mean(cross_entropy, axis=(2, 3))
-        return ops.sum(per_roi * valid) / ops.maximum(1.0, ops.sum(valid))
+        return ops.sum(per_roi * valid) / ops.maximum(1.0, global_sum(ops.sum(valid)))
 
 
 def focal(alpha=0.25, gamma=2.0):

@@ -19,8 +19,9 @@ from pycocotools import mask as mask_utils
 
 from keras_maskrcnn.bin import debug, evaluate, predict, train
 from keras_maskrcnn.datasets.shapes import CLASSES, make_shapes_dataset
-from keras_maskrcnn.models import load_model, load_training_model, read_metadata
+from keras_maskrcnn.models import load_model, load_training_model, read_metadata, save_model
 from keras_maskrcnn.models.backbone import Backbone
+from keras_maskrcnn.utils.precision import resolve_policy
 
 SIZE = ["--image-min-side", "64", "--image-max-side", "64"]
 TRAIN = ["--backbone", "vgg16", "--batch-size", "2", "--steps", "2", "--lr", "1e-4", "--mask-rois", "2",
@@ -188,6 +189,45 @@ def test_predict_writes_pictures_and_coco_results(trained, data, tmp_path):
         assert mask.shape == (64, 64)
         x, y, w, h = result["bbox"]
         assert 0 <= x and 0 <= y and x + w <= 64 and y + h <= 64
+
+
+def test_mixed_precision_trains_evaluates_and_predicts(data, tmp_path, capsys, monkeypatch):
+    snapshots = tmp_path / "snapshots"
+    args = ["--backbone", "vgg16", "--batch-size", "1", "--steps", "1", "--epochs", "1", "--mask-rois", "2",
+            "--max-detections", "3", "--tensorboard-dir", "", "--no-evaluation", "--seed", "0",
+            "--snapshot-path", str(snapshots), "--mixed-precision"] + SIZE
+    assert train.main(args + ["csv", data["train"], data["classes"]]) == 0
+    snapshot = str(snapshots / "vgg16_csv_01.keras")
+    compute_dtype = resolve_policy(True).split("_")[1]  # bfloat16, or float16 where a GPU is visible
+    model, _ = load_training_model(snapshot, "vgg16")
+    assert model.get_layer("block1_conv1").compute_dtype == compute_dtype
+    assert model.get_layer("P3").variable_dtype == "float32"
+    with open(snapshots / "vgg16_csv.csv") as handle:
+        assert all(np.isfinite(float(row["loss"])) for row in csv.DictReader(handle))
+
+    loaded = []
+
+    def recording(load):
+        def wrapper(*args, **kwargs):
+            loaded.append((kwargs.get("mixed_precision"), load(*args, **kwargs)))
+            return loaded[-1][1]
+        return wrapper
+
+    monkeypatch.setattr(evaluate, "load_model", recording(evaluate.load_model))
+    monkeypatch.setattr(predict, "load_model", recording(predict.load_model))
+    assert evaluate.main(["--mixed-precision", "--max-detections", "3",
+                          "csv", data["val"], data["classes"], snapshot]) == 0
+    assert "mAP: " in capsys.readouterr().out
+    # A float32 model (random weights) computes in the reduced precision once loaded with the flag.
+    float32_model = str(tmp_path / "float32.keras")
+    save_model(Backbone("vgg16").maskrcnn(num_classes=len(CLASSES), max_detections=3, feature_size=32,
+                                          mask_feature_size=16),
+               float32_model, backbone="vgg16", classes=list(CLASSES), image_min_side=64, image_max_side=64)
+    assert predict.main([float32_model, data["val_images"], "--output-dir", str(tmp_path / "predictions"),
+                         "--score-threshold", "0.0", "--max-detections", "3", "--mixed-precision"]) == 0
+    assert (tmp_path / "predictions" / "results.json").is_file()
+    assert [flag for flag, _ in loaded] == [True, True]
+    assert all(model.get_layer("block1_conv1").compute_dtype == compute_dtype for _, model in loaded)
 
 
 def test_console_scripts_are_installed():

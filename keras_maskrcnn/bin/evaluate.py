@@ -20,6 +20,8 @@ def parse_args(args):
     flags = common.FlagAdder(parser, subparsers)
     common.add_backbone(flags, default=None)
     flags.add("--gpu", help="id of the GPU to use (as nvidia-smi reports it); -1 for none")
+    flags.add("--mixed-precision", action="store_true",
+              help="compute in mixed_float16 on a GPU, mixed_bfloat16 otherwise (default: as the model was saved)")
     flags.add("--score-threshold", type=common.unit_float, default=0.05,
               help="minimum detection score (default 0.05)")
     flags.add("--iou-threshold", type=common.unit_float, default=0.5,
@@ -72,6 +74,7 @@ def main(args=None):
     print("Loading model, this may take a second...")
     try:
         model = load_model(args.model, backbone_name=args.backbone, anchor_params=anchor_params,
+                           mixed_precision=args.mixed_precision or None,
                            score_threshold=args.score_threshold, max_detections=args.max_detections)
     except ValueError as error:
         parser.error(str(error))

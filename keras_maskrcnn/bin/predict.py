@@ -38,6 +38,8 @@ def parse_args(args):
     flags = common.FlagAdder(parser, [])
     common.add_backbone(flags, default=None)
     flags.add("--gpu", help="id of the GPU to use (as nvidia-smi reports it); -1 for none")
+    flags.add("--mixed-precision", action="store_true",
+              help="compute in mixed_float16 on a GPU, mixed_bfloat16 otherwise (default: as the model was saved)")
     flags.add("--score-threshold", type=common.unit_float, default=0.5,
               help="minimum score of the detections kept (default 0.5)")
     flags.add("--max-detections", type=common.positive_int, default=100, help="detections per image (default 100)")
@@ -113,7 +115,7 @@ def main(args=None):
     print("Loading model, this may take a second...")
     try:
         model = load_model(args.model, backbone_name=args.backbone, score_threshold=args.score_threshold,
-                           max_detections=args.max_detections)
+                           max_detections=args.max_detections, mixed_precision=args.mixed_precision or None)
     except ValueError as error:
         parser.error(str(error))
     classes = args.metadata.get("classes") or []

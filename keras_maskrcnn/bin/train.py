@@ -21,6 +21,7 @@ from ..models import backbone as get_backbone
 from ..models import load_training_model, prediction_model, read_metadata, training_model
 from ..models.backbone import Backbone
 from ..utils.anchors import AnchorParameters
+from ..utils.distribution import check_backend, check_batch_size, configure_devices, distribution_scope
 from ..utils.image import random_visual_effect_generator
 from ..utils.transform import random_transform_generator
 from . import common
@@ -49,6 +50,10 @@ def parse_args(args):
     common.add_backbone(flags, default=None)
     flags.add("--batch-size", type=common.positive_int, default=1, help="images per batch (default 1)")
     flags.add("--gpu", help="id of the GPU to use (as nvidia-smi reports it); -1 for none")
+    flags.add("--multi-gpu", type=common.non_negative_int, default=0, metavar="N",
+              help="train data-parallel on N devices: the first N GPUs, or N virtual CPU devices when there "
+                   "is no GPU; --batch-size is split over them and must be a multiple of N "
+                   "(default 0: one device)")
     flags.add("--epochs", type=common.positive_int, default=50,
               help="train until this epoch (default 50; a resumed snapshot's epochs count)")
     flags.add("--steps", type=common.positive_int, default=None,
@@ -91,6 +96,9 @@ def parse_args(args):
     flags.add("--max-queue-size", type=common.positive_int, default=10,
               help="batches prepared ahead of training (default 10)")
     flags.add("--seed", type=int, default=None, help="random seed for weights, shuffling and augmentation")
+    flags.add("--mixed-precision", action="store_true",
+              help="compute in mixed_float16 on a GPU (with loss scaling), mixed_bfloat16 otherwise; "
+                   "weights and losses stay float32")
     parsed = parser.parse_args(common.argv(args))
     return parser, check_args(parser, parsed)
 
@@ -123,6 +131,11 @@ def check_args(parser, args):
             parser.error(f"snapshot {args.snapshot!r} is at epoch {args.metadata['epoch']}; "
                          f"--epochs {args.epochs} must be larger to train further")
     args.backbone = args.backbone or "resnet50"
+    try:
+        check_backend(args.multi_gpu)
+        check_batch_size(args.batch_size, args.multi_gpu)
+    except ValueError as error:
+        parser.error(f"--multi-gpu {args.multi_gpu}: {error}")
     args.image_min_side = args.image_min_side or args.metadata.get("image_min_side") or 800
     args.image_max_side = args.image_max_side or args.metadata.get("image_max_side") or 1333
     if args.image_min_side < 32 or args.image_max_side < 32:
@@ -223,7 +236,8 @@ def create_models(parser, args, backbone, num_classes, anchor_params):
                                   freeze_bn=True if args.weights else None, anchor_params=anchor_params,
                                   class_specific_filter=args.class_specific_filter,
                                   max_detections=args.max_detections, feature_size=args.feature_size,
-                                  mask_feature_size=args.mask_feature_size)
+                                  mask_feature_size=args.mask_feature_size,
+                                  mixed_precision=args.mixed_precision or None)
     except Exception as error:  # a failed download surfaces as one of many types
         if weights == "imagenet":
             parser.error(f"could not get ImageNet weights for {args.backbone} (no internet?): {error}")
@@ -243,7 +257,8 @@ def create_models(parser, args, backbone, num_classes, anchor_params):
 def resume_models(parser, args):
     """(training model with its optimizer state, prediction model, epoch) of --snapshot."""
     try:
-        train, metadata = load_training_model(args.snapshot, args.backbone)
+        train, metadata = load_training_model(args.snapshot, args.backbone,
+                                              mixed_precision=args.mixed_precision or None)
     except ValueError as error:
         parser.error(str(error))
     if args.lr is not None:
@@ -317,6 +332,10 @@ def main(args=None):
     """maskrcnn-train; returns 0 after training (exits with status 2 on bad arguments)."""
     parser, args = parse_args(args)
     common.select_gpu(args.gpu)
+    try:
+        configure_devices(args.multi_gpu)
+    except ValueError as error:
+        parser.error(f"--multi-gpu {args.multi_gpu}: {error}")
     anchor_params = common.anchor_parameters(parser, args.config)
     if args.snapshot is not None and args.metadata.get("anchor_params"):
         saved = AnchorParameters.from_config(args.metadata["anchor_params"])
@@ -335,21 +354,22 @@ def main(args=None):
     if saved_classes is not None and len(saved_classes) != len(classes):
         parser.error(f"snapshot {args.snapshot!r} has {len(saved_classes)} classes, the data set {len(classes)}")
 
-    if args.seed is not None:
-        keras.utils.set_random_seed(args.seed)
-    if args.snapshot is not None:
-        print(f"Loading snapshot {args.snapshot}, this may take a second...")
-        train, prediction, initial_epoch = resume_models(parser, args)
-    else:
-        print("Creating model, this may take a second...")
-        train, prediction = create_models(parser, args, backbone, train_generator.num_classes(), anchor_params)
-        initial_epoch = 0
+    with distribution_scope(args.multi_gpu):
+        if args.seed is not None:
+            keras.utils.set_random_seed(args.seed)
+        if args.snapshot is not None:
+            print(f"Loading snapshot {args.snapshot}, this may take a second...")
+            train, prediction, initial_epoch = resume_models(parser, args)
+        else:
+            print("Creating model, this may take a second...")
+            train, prediction = create_models(parser, args, backbone, train_generator.num_classes(), anchor_params)
+            initial_epoch = 0
 
-    callbacks = create_callbacks(args, train, prediction, validation_generator,
-                                 snapshot_metadata(args, anchor_params, classes))
-    validation_data = EpochData(validation_generator) if args.compute_val_loss else None
-    train.fit(EpochData(train_generator, args.steps), epochs=args.epochs, initial_epoch=initial_epoch,
-              verbose=1, callbacks=callbacks, validation_data=validation_data)
+        callbacks = create_callbacks(args, train, prediction, validation_generator,
+                                     snapshot_metadata(args, anchor_params, classes))
+        validation_data = EpochData(validation_generator) if args.compute_val_loss else None
+        train.fit(EpochData(train_generator, args.steps), epochs=args.epochs, initial_epoch=initial_epoch,
+                  verbose=1, callbacks=callbacks, validation_data=validation_data)
     return 0
 
 

@@ -12,11 +12,13 @@ class Anchors(keras.layers.Layer):
     """Anchors for features [P3, ..., P7] -> (B, total anchors, 4) float32, x1y1x2y2 in input pixels.
 
     Same order and values as `keras_maskrcnn.utils.anchors.anchors_for_shape` whenever each
-    feature map has ceil(H / stride) rows and ceil(W / stride) columns.
+    feature map has ceil(H / stride) rows and ceil(W / stride) columns. Only the shapes of the
+    features are read, so they are not cast to this layer's dtype.
     """
 
     def __init__(self, anchor_params=None, **kwargs):
         super().__init__(**kwargs)
+        self.autocast = False
         if isinstance(anchor_params, dict):
             anchor_params = AnchorParameters.from_config(anchor_params)
         self.anchor_params = anchor_params or AnchorParameters.default

@@ -21,11 +21,13 @@ class DetectionMasks(keras.layers.Layer):
     rows from k on are zero. Each bucket has static shapes, so a graph is still built once per
     input size, and an image with few detections does not pay for N masks.
 
-    mask_model: maps pooled RoI features (R, 14, 14, C) to (R, 28, 28, num_classes).
+    mask_model: maps pooled RoI features (R, 14, 14, C) to (R, 28, 28, num_classes). Inputs are
+    not cast to this layer's dtype: boxes stay float32 and `roi_align` casts the features to its own.
     """
 
     def __init__(self, mask_model, buckets=None, mask_dtype=None, roi_align=None, **kwargs):
         super().__init__(**kwargs)
+        self.autocast = False
         if isinstance(mask_model, dict):
             mask_model = keras.saving.deserialize_keras_object(mask_model)
         if isinstance(roi_align, dict):

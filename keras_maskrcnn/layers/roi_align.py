@@ -39,6 +39,11 @@ def _sample_axis(start, length, extent, bins, sampling_ratio):
     return ops.cast(low, "int32"), ops.cast(high, "int32"), (1.0 - frac) * inside, frac * inside
 
 
+def _batch_sharded():
+    """True while a JAX `keras.distribution` splits batches over devices."""
+    return keras.backend.backend() == "jax" and keras.distribution.distribution() is not None
+
+
 @keras.saving.register_keras_serializable(package="keras_maskrcnn")
 class RoiAlign(keras.layers.Layer):
     """[boxes (B,N,4), P3, ..., P7 (B,H_l,W_l,C)] -> (B, N, crop_h, crop_w, C).
@@ -48,11 +53,16 @@ class RoiAlign(keras.layers.Layer):
     bin averages sampling_ratio x sampling_ratio bilinear samples; samples further than one cell
     outside the map count as zero. All levels are flattened into one table and every bilinear
     corner of every box is fetched in a single gather.
+
+    Under a mixed dtype policy the features are gathered and averaged in the compute dtype (the
+    output's dtype), while boxes, level choice and sample positions stay float32: inputs are not
+    cast by Keras, the layer casts each itself.
     """
 
     def __init__(self, crop_size=(14, 14), sampling_ratio=2, strides=(8, 16, 32, 64, 128),
                  canonical_size=224.0, canonical_level=1, **kwargs):
         super().__init__(**kwargs)
+        self.autocast = False
         self.crop_size = tuple(int(c) for c in crop_size)
         self.sampling_ratio = int(sampling_ratio)
         self.strides = tuple(int(s) for s in strides)
@@ -63,7 +73,8 @@ class RoiAlign(keras.layers.Layer):
         boxes, features = inputs[0], list(inputs[1:])
         if len(features) != len(self.strides):
             raise ValueError(f"RoiAlign expects {len(self.strides)} feature maps, got {len(features)}")
-        dtype = features[0].dtype
+        dtype = self.compute_dtype
+        features = [ops.cast(feature, dtype) for feature in features]
         boxes = ops.cast(boxes, "float32")
         channels = features[0].shape[-1]
         batch = ops.shape(boxes)[0]
@@ -115,6 +126,11 @@ class RoiAlign(keras.layers.Layer):
         # then the rows (two contractions, no taps_y x taps_x weight grid, no 2-axis reduction).
         col_weights = ops.reshape(col_weights, (batch, num_boxes, crop_w, taps_x)) / self.sampling_ratio
         row_weights = ops.reshape(row_weights, (batch, num_boxes, crop_h, taps_y)) / self.sampling_ratio
+        if _batch_sharded():
+            # The same contractions as einsums: slower, but XLA (CPU, JAX 0.10) crashes computing the
+            # gradient of the multiply-and-sum below when the batch is split over devices.
+            pooled = ops.einsum("bnhywxc,bnwx->bnhywc", corners, ops.cast(col_weights, dtype))
+            return ops.einsum("bnhywc,bnhy->bnhwc", pooled, ops.cast(row_weights, dtype))
         col_weights = ops.cast(col_weights[:, :, None, None, :, :, None], dtype)
         row_weights = ops.cast(row_weights[:, :, :, :, None, None], dtype)
         return ops.sum(ops.sum(corners * col_weights, axis=5) * row_weights, axis=3)

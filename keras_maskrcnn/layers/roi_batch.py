@@ -6,7 +6,11 @@ from keras import ops
 
 @keras.saving.register_keras_serializable(package="keras_maskrcnn")
 class FlattenRois(keras.layers.Layer):
-    """(B, N, ...) -> (B*N, ...), so per-RoI heads run as one batched convolution."""
+    """(B, N, ...) -> (B*N, ...) of the same dtype, so per-RoI heads run as one batched convolution."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.autocast = False
 
     def call(self, inputs):
         return ops.reshape(inputs, (-1,) + tuple(inputs.shape[2:]))
@@ -16,13 +20,17 @@ class FlattenRois(keras.layers.Layer):
             return (None,) + tuple(input_shape[2:])
         return (input_shape[0] * input_shape[1],) + tuple(input_shape[2:])
 
+    def compute_output_spec(self, inputs):
+        return keras.KerasTensor(self.compute_output_shape(inputs.shape), dtype=inputs.dtype)
+
 
 @keras.saving.register_keras_serializable(package="keras_maskrcnn")
 class UnflattenRois(keras.layers.Layer):
-    """[x (B*N, ...), reference (B, N, ...)] -> (B, N, ...), optionally cast to `dtype_out`."""
+    """[x (B*N, ...), reference (B, N, ...)] -> (B, N, ...) of x's dtype, or cast to `dtype_out`."""
 
     def __init__(self, dtype_out=None, **kwargs):
         super().__init__(**kwargs)
+        self.autocast = False
         self.dtype_out = dtype_out
 
     def call(self, inputs):

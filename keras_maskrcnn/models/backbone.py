@@ -6,6 +6,7 @@ import keras
 
 from .. import layers, losses
 from ..utils.image import preprocess_image
+from ..utils.precision import policy_scope, resolve_policy
 from .maskrcnn import maskrcnn
 from .retinanet import PriorProbability
 
@@ -83,18 +84,24 @@ class Backbone:
         return [model.outputs[0] if name is None else model.get_layer(name).output for name in self.feature_layers]
 
     def maskrcnn(self, num_classes, inputs=None, weights=None, freeze_backbone=False, freeze_bn=None,
-                 modifier=None, **kwargs):
+                 modifier=None, mixed_precision=None, **kwargs):
         """Prediction model (see `keras_maskrcnn.models.maskrcnn.maskrcnn`) on this backbone.
 
         modifier: optional callable applied to the backbone's `keras.Model` before use (e.g. to
-        freeze layers); kwargs go to `maskrcnn` (anchor_params, mask_dtype, score_threshold, ...).
+        freeze layers); mixed_precision: None/False, True/"auto", "mixed_bfloat16" or
+        "mixed_float16", the dtype policy of backbone and heads (see `maskrcnn`); kwargs go to
+        `maskrcnn` (anchor_params, mask_dtype, score_threshold, ...).
         """
-        if inputs is None:
-            inputs = keras.Input(shape=(None, None, 3), name="image")
-        backbone_layers = self.features(inputs, weights=weights, freeze_backbone=freeze_backbone, freeze_bn=freeze_bn)
-        if modifier is not None:
-            modifier(keras.Model(inputs, backbone_layers, name=f"{self.name}_backbone"))
-        return maskrcnn(inputs, backbone_layers, num_classes, name=f"{self.name}_maskrcnn", **kwargs)
+        policy = resolve_policy(mixed_precision)
+        with policy_scope(policy):
+            if inputs is None:
+                inputs = keras.Input(shape=(None, None, 3), name="image")
+            backbone_layers = self.features(inputs, weights=weights, freeze_backbone=freeze_backbone,
+                                            freeze_bn=freeze_bn)
+            if modifier is not None:
+                modifier(keras.Model(inputs, backbone_layers, name=f"{self.name}_backbone"))
+            return maskrcnn(inputs, backbone_layers, num_classes, name=f"{self.name}_maskrcnn",
+                            mixed_precision=policy, **kwargs)
 
 
 def backbone(name):

@@ -9,12 +9,17 @@ Layer names (stable; weights load by them):
 - mask branch: mask_submodel (roi_mask_0..4, roi_mask_upsample, roi_mask); in the training model
   roi_align, roi_flatten, mask_submodel, masks; in the prediction model all of it inside `masks`
   (a `DetectionMasks` layer, which runs the head only on rows holding detections).
+
+Reduced precision: `maskrcnn(..., mixed_precision=...)` builds every layer under a mixed dtype
+policy except the float32 ones listed in `keras_maskrcnn.utils.precision`; `training_model` and
+`prediction_model` build their new layers under the policy of the model they are given.
 """
 
 import keras
 
 from .. import layers
 from ..utils.anchors import AnchorParameters
+from ..utils.precision import model_policy, policy_scope, resolve_policy
 from .mask_head import mask_submodel
 from .retinanet import PYRAMID_LEVELS, detections, pyramid_features, retinanet_outputs
 
@@ -66,7 +71,7 @@ def _prediction_graph(image, features, regression, classification, mask_model, a
 
 def maskrcnn(inputs, backbone_layers, num_classes, anchor_params=None, mask_dtype=None,
              prior_probability=0.01, feature_size=256, mask_feature_size=256, name="maskrcnn",
-             **filter_kwargs):
+             mixed_precision=None, **filter_kwargs):
     """Prediction model: image (B,H,W,3) -> [regression (B,A,4), classification (B,A,C),
     boxes (B,N,4), scores (B,N), labels (B,N) int32, masks (B,N,28,28,C)].
 
@@ -76,14 +81,19 @@ def maskrcnn(inputs, backbone_layers, num_classes, anchor_params=None, mask_dtyp
     feature_size: channels of the FPN and the box heads; mask_feature_size: channels of the mask
     head's convolutions (both 256 by default, as in keras-maskrcnn; smaller is faster and is
     enough for simple data such as the shapes demo).
+    mixed_precision: None or False (float32), True or "auto" ("mixed_float16" if a GPU is visible,
+    else "mixed_bfloat16"), "mixed_bfloat16" or "mixed_float16": the dtype policy the layers are
+    built under (the global policy is restored afterwards). Build backbone_layers under the same
+    policy (`Backbone.maskrcnn` does). Outputs keep the dtypes above whatever the policy.
     """
     anchor_params = anchor_params or AnchorParameters.default
-    features = pyramid_features(*backbone_layers, feature_size=feature_size)
-    regression, classification = retinanet_outputs(features, num_classes, anchor_params.num_anchors(),
-                                                   prior_probability, feature_size)
-    mask_model = mask_submodel(num_classes, pyramid_feature_size=feature_size, feature_size=mask_feature_size)
-    return _prediction_graph(inputs, features, regression, classification, mask_model, anchor_params,
-                             mask_dtype, name, **filter_kwargs)
+    with policy_scope(resolve_policy(mixed_precision)):
+        features = pyramid_features(*backbone_layers, feature_size=feature_size)
+        regression, classification = retinanet_outputs(features, num_classes, anchor_params.num_anchors(),
+                                                       prior_probability, feature_size)
+        mask_model = mask_submodel(num_classes, pyramid_feature_size=feature_size, feature_size=mask_feature_size)
+        return _prediction_graph(inputs, features, regression, classification, mask_model, anchor_params,
+                                 mask_dtype, name, **filter_kwargs)
 
 
 def training_model(model, name="maskrcnn_training"):
@@ -91,19 +101,23 @@ def training_model(model, name="maskrcnn_training"):
 
     Inputs: image (B,H,W,3) and rois (B,M,4), the RoIs to predict masks for, x1y1x2y2 in input
     pixels. Outputs, named for the losses: regression (B,A,4), classification (B,A,C),
-    masks (B,M,28,28,C).
+    masks (B,M,28,28,C). New layers take the dtype policy of `model`'s layers.
     """
     image, features, regression, classification, mask_model = _parts(model)
-    rois = keras.Input(shape=(None, 4), name="rois")
-    masks = mask_outputs(rois, features, mask_model)
-    return keras.Model(inputs=[image, rois], outputs=[regression, classification, masks], name=name)
+    with policy_scope(model_policy(model)):
+        rois = keras.Input(shape=(None, 4), name="rois")
+        masks = mask_outputs(rois, features, mask_model)
+        return keras.Model(inputs=[image, rois], outputs=[regression, classification, masks], name=name)
 
 
 def prediction_model(model, anchor_params=None, mask_dtype=None, name="maskrcnn", **filter_kwargs):
-    """Prediction model sharing every weight of `model` (a training or prediction model built here)."""
+    """Prediction model sharing every weight of `model` (a training or prediction model built here).
+
+    New layers take the dtype policy of `model`'s layers."""
     image, features, regression, classification, mask_model = _parts(model)
-    return _prediction_graph(image, features, regression, classification, mask_model, anchor_params,
-                             mask_dtype, name, **filter_kwargs)
+    with policy_scope(model_policy(model)):
+        return _prediction_graph(image, features, regression, classification, mask_model, anchor_params,
+                                 mask_dtype, name, **filter_kwargs)
 
 
 def is_training_model(model):

@@ -111,10 +111,11 @@ def retinanet(inputs, backbone_layers, num_classes, anchor_params=None, prior_pr
 def detections(image, features, regression, classification, anchor_params=None, nms=True,
                class_specific_filter=True, score_threshold=0.05, nms_threshold=0.5, max_detections=100,
                pre_nms_top_k=1000):
-    """Decoded, filtered detections: [boxes (B,N,4), scores (B,N), labels (B,N)] in input pixels."""
-    anchors = layers.Anchors(anchor_params, name="anchors")(features)
-    boxes = layers.RegressBoxes(name="boxes")([anchors, regression])
-    boxes = layers.ClipBoxes(name="clipped_boxes")([image, boxes])
+    """Decoded, filtered detections: [boxes (B,N,4) float32, scores (B,N) float32, labels (B,N) int32]
+    in input pixels. These layers compute in float32 whatever the global dtype policy."""
+    anchors = layers.Anchors(anchor_params, dtype="float32", name="anchors")(features)
+    boxes = layers.RegressBoxes(dtype="float32", name="boxes")([anchors, regression])
+    boxes = layers.ClipBoxes(dtype="float32", name="clipped_boxes")([image, boxes])
     return layers.FilterDetections(
         nms=nms,
         class_specific_filter=class_specific_filter,
@@ -122,6 +123,7 @@ def detections(image, features, regression, classification, anchor_params=None, 
         nms_threshold=nms_threshold,
         max_detections=max_detections,
         pre_nms_top_k=pre_nms_top_k,
+        dtype="float32",
         name="filtered_detections",
     )([boxes, classification])
 

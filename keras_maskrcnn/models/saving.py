@@ -7,6 +7,7 @@ import zipfile
 import keras
 
 from ..utils.anchors import AnchorParameters
+from ..utils.precision import apply_policy, resolve_policy
 from .maskrcnn import is_training_model, prediction_model
 
 METADATA_NAME = "keras_maskrcnn.json"
@@ -42,27 +43,48 @@ def _read(filepath, custom_objects, compile):
         raise ValueError(f"{filepath!r} is not a Keras model file that keras_maskrcnn can read: {error}") from None
 
 
-def load_training_model(filepath, backbone_name="resnet50"):
-    """The compiled training model of a snapshot (with optimizer state) and its metadata."""
+def _convert(model, mixed_precision):
+    """Applies the policy `mixed_precision` asks for (see `resolve_policy`) to a loaded model;
+    None or False keep the precision the model was saved with. Returns the policy name or None."""
+    policy = resolve_policy(mixed_precision)
+    if policy is not None:
+        apply_policy(model, policy)
+    return policy
+
+
+def load_training_model(filepath, backbone_name="resnet50", mixed_precision=None):
+    """The compiled training model of a snapshot (with optimizer state) and its metadata.
+
+    mixed_precision: None/False (as saved), True/"auto", "mixed_bfloat16" or "mixed_float16"
+    makes the layers compute in that policy; with "mixed_float16" the optimizer is wrapped in a
+    `keras.optimizers.LossScaleOptimizer` unless it already is one.
+    """
     from .backbone import backbone
 
     model = _read(filepath, backbone(backbone_name).custom_objects, compile=True)
     if not is_training_model(model):
         raise ValueError(f"{filepath!r} holds a prediction model; resuming training needs a training snapshot")
+    policy = _convert(model, mixed_precision)
+    if policy == "mixed_float16" and not isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer):
+        model.optimizer = keras.optimizers.LossScaleOptimizer(model.optimizer)
     return model, read_metadata(filepath)
 
 
-def load_model(filepath, backbone_name="resnet50", anchor_params=None, **filter_kwargs):
+def load_model(filepath, backbone_name="resnet50", anchor_params=None, mixed_precision=None, **filter_kwargs):
     """Loads a `.keras` file as the prediction model (image -> [..., boxes, scores, labels, masks]).
 
     A training snapshot is converted to the prediction model, sharing its weights, with the
     anchor parameters and filter settings stored in the file unless given here (filter_kwargs:
     nms, class_specific_filter, score_threshold, nms_threshold, max_detections, pre_nms_top_k,
     mask_dtype). A prediction model is returned as saved, unless filter_kwargs are given.
+    mixed_precision: None/False (the precision the model was saved with), True/"auto",
+    "mixed_bfloat16" or "mixed_float16": the layers then compute in that policy (weights are
+    unchanged; boxes, scores, labels and masks keep their dtypes).
     """
     from .backbone import backbone
 
     model = _read(filepath, backbone(backbone_name).custom_objects, compile=False)
+    _convert(model, mixed_precision)
     if not is_training_model(model) and not filter_kwargs and anchor_params is None:
         return model
     metadata = read_metadata(filepath)
