@@ -42,5 +42,21 @@ demo: $(STAMP)
 		--output-dir $(DEMO_DIR)/predictions
 	@echo "demo pictures: $(DEMO_DIR)/predictions/"
 
+# The peer venv of benchmarks/compare.py: torchvision's Mask R-CNN timed side by side with ours.
+# PEERS_PIP_FLAGS: extra pip options for that install (e.g. --index-url of a CPU-only wheel index).
+PEERS_VENV := benchmarks/.venv-peers
+PEERS_STAMP := $(PEERS_VENV)/.installed
+PEERS_PIP_FLAGS ?=
+
+$(PEERS_STAMP):
+	$(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/pip install --quiet --upgrade pip
+	$(PEERS_VENV)/bin/pip install $(PEERS_PIP_FLAGS) torch==2.14.1 torchvision==0.29.1
+	$(PEERS_VENV)/bin/python -c "import torch, torchvision; print('peer venv: torch', torch.__version__, 'torchvision', torchvision.__version__)"
+	touch $(PEERS_STAMP)
+
+bench-peers: $(STAMP) $(PEERS_STAMP)
+	@echo "peer venv ready; compare with: $(BIN)/python benchmarks/compare.py"
+
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache
