@@ -3,7 +3,8 @@
 
     make bench-peers                      # once: benchmarks/.venv-peers with torch + torchvision
     .venv/bin/python benchmarks/compare.py [--pairs 5] [--warmup 1] [--detections 100]
-                                           [--threads 2] [--mask-rois 64] [--objects 5]
+                                           [--threads 2] [--mask-rois 64] [--mask-rois-multiple 16]
+                                           [--objects 5]
                                            [--height 800] [--width 1024] [--lr 1e-4] [--seed 0]
                                            [--peer-python benchmarks/.venv-peers/bin/python]
                                            [--no-inference] [--no-training]
@@ -33,8 +34,8 @@ Sections (the calls alternate ours, theirs, ours, theirs, ... so both see the sa
         each side times its network and its pasting separately.
   (iii) training step: ours `training_model(model)` with `losses.training_losses()`, one
         `train_on_batch` of the image, the objects' regression / classification targets and
-        --mask-rois RoIs (maskrcnn-train's default 64: the boxes and one jittered copy of each,
-        the other rows padding, as its generator samples them) against theirs (train mode, the
+        RoIs as maskrcnn-train's generator samples them (the boxes and one jittered copy of each,
+        at most --mask-rois, padded to the next multiple of --mask-rois-multiple rows) against theirs (train mode, the
         losses of model([image], [targets]) summed, backward, step). Both SGD, momentum 0.9, --lr
         (maskrcnn-train itself uses Adam). All weights trainable, batch normalisation in training
         mode, on both sides.
@@ -125,9 +126,10 @@ def training_batch(args, backbone, image, boxes, labels, masks):
     rng = np.random.default_rng(args.seed)
     rois = np.concatenate([boxes, jitter_boxes(boxes, 1, shape, rng)], axis=0)[:args.mask_rois]
     owners = np.concatenate([np.arange(len(boxes)), np.arange(len(boxes))])[:len(rois)]
-    roi_input = np.zeros((1, args.mask_rois, 4), np.float32)
+    rows = min(args.mask_rois, -(-len(rois) // args.mask_rois_multiple) * args.mask_rois_multiple)
+    roi_input = np.zeros((1, rows, 4), np.float32)
     roi_input[0, :len(rois)] = rois
-    mask_targets = np.zeros((1, args.mask_rois, 1 + MASK_SIZE * MASK_SIZE), np.float32)
+    mask_targets = np.zeros((1, rows, 1 + MASK_SIZE * MASK_SIZE), np.float32)
     mask_targets[0, :, 0] = -1
     for row, (roi, owner) in enumerate(zip(rois, owners)):
         mask_targets[0, row, 0] = labels[owner]
@@ -307,7 +309,10 @@ def parse_args(argv):
     parser.add_argument("--detections", type=int, default=100,
                         help="detections forced on both sides (default 100); 0: the libraries' defaults")
     parser.add_argument("--threads", type=int, default=2, help="threads of both frameworks (default 2)")
-    parser.add_argument("--mask-rois", type=int, default=64, help="our training RoIs per image (default 64)")
+    parser.add_argument("--mask-rois", type=int, default=64, help="our most training RoIs per image (default 64)")
+    parser.add_argument("--mask-rois-multiple", type=int, default=16,
+                        help="our RoI rows are padded to a multiple of this (default 16, the generator's; "
+                             "64 with --mask-rois 64 gives the fixed 64 rows of earlier versions)")
     parser.add_argument("--objects", type=int, default=5, help="objects (boxes with masks) to train on (default 5)")
     parser.add_argument("--height", type=int, default=800)
     parser.add_argument("--width", type=int, default=1024)
@@ -355,7 +360,7 @@ def main(argv=None):
                 + ("not resized" if same else "RESIZED, the comparison is not like for like"))
             forced = (f"{args.detections} detections forced on both sides" if args.detections
                       else "the libraries' default detection thresholds")
-            say(f"{forced}; {args.objects} objects; ours trains on {args.mask_rois} mask RoIs "
+            say(f"{forced}; {args.objects} objects; ours trains on {ours.inputs['rois'].shape[1]} mask RoI rows "
                 f"({ours.valid_rois} valid); {args.warmup} warm-up round(s), {args.pairs} timed pairs per section")
 
             if not args.no_inference:

@@ -88,8 +88,8 @@ def parse_args(args):
     flags.add("--mask-feature-size", type=common.positive_int, default=256,
               help="channels of the mask head's convolutions (default 256; ignored with --snapshot)")
     flags.add("--mask-rois", type=common.positive_int, default=64,
-              help="RoIs per image the mask head trains on: ground-truth boxes, then jittered copies "
-                   "(default 64; fewer is faster)")
+              help="most RoIs per image the mask head trains on: ground-truth boxes, then one jittered copy "
+                   "of each (default 64; a batch is padded only to the next multiple of 16 RoIs)")
     flags.add("--workers", type=common.positive_int, default=1,
               help="threads (or processes with --multiprocessing) preparing batches (default 1)")
     flags.add("--multiprocessing", action="store_true", help="prepare batches in processes instead of threads")

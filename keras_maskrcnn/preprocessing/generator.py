@@ -8,7 +8,8 @@ has_name, image_aspect_ratio, image_path, load_image, load_annotations). Each ba
                'masks': (B, M, 1 + S * S) float32}
 
 with H, W the largest resized image of the batch rounded up to `pad_multiple`, A the anchors of
-that shape, M = mask_rois_per_image and S = mask_size. 'rois' (x1, y1, x2, y2, resized-image
+that shape, M the most RoIs of an image of the batch rounded up to `mask_rois_multiple` (at
+most mask_rois_per_image) and S = mask_size. 'rois' (x1, y1, x2, y2, resized-image
 pixels) are the ground-truth boxes plus jittered copies; row m of 'masks' holds the label of
 the ground truth behind RoI m (-1 for padding rows) and that ground truth's mask sampled into
 RoI m (0/1, row-major S x S).
@@ -85,7 +86,10 @@ class Generator(keras.utils.PyDataset):
         anchor_params: utils.anchors.AnchorParameters (default: AnchorParameters.default).
         preprocess_image: callable BGR uint8 (H, W, 3) -> float32; default caffe mean subtraction.
         mask_size: S of the S x S mask targets.
-        mask_rois_per_image: M, RoIs per image (fixed; extra rows padded).
+        mask_rois_per_image: the most RoIs per image (extra RoIs are dropped, missing rows padded).
+        mask_rois_multiple: a batch's M, its most RoIs per image, is rounded up to a multiple of
+            this (and capped at mask_rois_per_image), so the mask head does not run on many padding
+            rows yet few shapes occur; 0 makes M always mask_rois_per_image.
         roi_jitter: jittered copies (IoU >= 0.5) per ground-truth box.
         pad_multiple: batch height and width are rounded up to a multiple of this.
         seed: int for reproducible batches (shuffling, augmentation and RoIs depend only on
@@ -96,13 +100,14 @@ class Generator(keras.utils.PyDataset):
     def __init__(self, transform_generator=None, visual_effect_generator=None, batch_size=1, group_method="ratio",
                  shuffle_groups=True, image_min_side=800, image_max_side=1333, transform_parameters=None,
                  anchor_params=None, preprocess_image=None, mask_size=28, mask_rois_per_image=64, roi_jitter=1,
-                 pad_multiple=32, seed=None, workers=1, use_multiprocessing=False, max_queue_size=10):
+                 mask_rois_multiple=16, pad_multiple=32, seed=None, workers=1, use_multiprocessing=False, max_queue_size=10):
         super().__init__(workers=workers, use_multiprocessing=use_multiprocessing, max_queue_size=max_queue_size)
         if group_method not in GROUP_METHODS:
             raise ValueError(f"group_method {group_method!r} is not one of {GROUP_METHODS}")
         for name, value, least in [("batch_size", batch_size, 1), ("image_min_side", image_min_side, 1),
                                    ("image_max_side", image_max_side, 1), ("mask_size", mask_size, 1),
                                    ("mask_rois_per_image", mask_rois_per_image, 1), ("roi_jitter", roi_jitter, 0),
+                                   ("mask_rois_multiple", mask_rois_multiple, 0),
                                    ("pad_multiple", pad_multiple, 1)]:
             if int(value) != value or value < least:
                 raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
@@ -119,6 +124,7 @@ class Generator(keras.utils.PyDataset):
         self.mask_size = int(mask_size)
         self.mask_rois_per_image = int(mask_rois_per_image)
         self.roi_jitter = int(roi_jitter)
+        self.mask_rois_multiple = int(mask_rois_multiple)
         self.pad_multiple = int(pad_multiple)
         self.seed = seed
         self.epoch = 0
@@ -349,11 +355,20 @@ class Generator(keras.utils.PyDataset):
         width = max(image.shape[1] for image in image_group)
         return -(-height // multiple) * multiple, -(-width // multiple) * multiple
 
+    def batch_rois(self, annotations_group):
+        """M of the batch: its most RoIs per image rounded up to mask_rois_multiple, at least one
+        multiple, at most mask_rois_per_image (always mask_rois_per_image if the multiple is 0)."""
+        multiple = self.mask_rois_multiple
+        if multiple == 0:
+            return self.mask_rois_per_image
+        most = max([annotations["mask_rois"].shape[0] for annotations in annotations_group] + [1])
+        return min(self.mask_rois_per_image, -(-most // multiple) * multiple)
+
     def compute_inputs(self, image_group, annotations_group):
         """{'image': (B, H, W, 3) float32 zero padded, 'rois': (B, M, 4) float32 zero padded}."""
         height, width = self.batch_shape(image_group)
         images = np.zeros((len(image_group), height, width, 3), dtype=np.float32)
-        rois = np.zeros((len(image_group), self.mask_rois_per_image, 4), dtype=np.float32)
+        rois = np.zeros((len(image_group), self.batch_rois(annotations_group), 4), dtype=np.float32)
         for index, (image, annotations) in enumerate(zip(image_group, annotations_group)):
             images[index, :image.shape[0], :image.shape[1]] = image
             boxes = annotations["mask_rois"]
@@ -375,7 +390,8 @@ class Generator(keras.utils.PyDataset):
         """(B, M, 1 + S * S) float32: label of each RoI's annotation (-1 for padding rows) and
         its mask sampled into the RoI."""
         size = self.mask_size
-        targets = np.zeros((len(annotations_group), self.mask_rois_per_image, 1 + size * size), dtype=np.float32)
+        targets = np.zeros((len(annotations_group), self.batch_rois(annotations_group), 1 + size * size),
+                           dtype=np.float32)
         targets[:, :, 0] = -1
         for index, annotations in enumerate(annotations_group):
             rois = annotations["mask_rois"]

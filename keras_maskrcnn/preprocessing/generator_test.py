@@ -166,6 +166,21 @@ def test_more_objects_than_rois_subsamples_ground_truth():
     assert len({tuple(r) for r in rois}) == 10
 
 
+def test_roi_rows_are_padded_to_the_next_multiple_only():
+    entries = [make_entry((64, 64), [(4, 4, 30, 30)] * 3), make_entry((64, 64), [(4, 4, 20, 20)] * 10)]
+    kwargs = dict(image_min_side=64, image_max_side=64, shuffle_groups=False, group_method="none", seed=0)
+    generator = MemoryGenerator(entries, mask_rois_per_image=64, **kwargs)
+    few, many = generator[0], generator[1]
+    assert few[0]["rois"].shape == (1, 16, 4) and few[1]["masks"].shape == (1, 16, 1 + 28 * 28)  # 3 + 3 copies
+    assert many[0]["rois"].shape == (1, 32, 4) and many[1]["masks"].shape == (1, 32, 1 + 28 * 28)  # 10 + 10
+    capped = MemoryGenerator(entries[1:], mask_rois_per_image=12, **kwargs)[0]
+    assert capped[0]["rois"].shape == (1, 12, 4) and (capped[1]["masks"][0, :, 0] >= 0).all()
+    fixed = MemoryGenerator(entries[:1], mask_rois_per_image=64, mask_rois_multiple=0, **kwargs)[0]
+    assert fixed[0]["rois"].shape == (1, 64, 4) and (fixed[1]["masks"][0, 6:, 0] == -1).all()
+    empty = MemoryGenerator([(entries[0][0], [])], mask_rois_per_image=64, **kwargs)[0]
+    assert empty[0]["rois"].shape == (1, 16, 4) and (empty[1]["masks"][..., 0] == -1).all()
+
+
 def test_image_without_annotations_gives_valid_targets():
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, size=(64, 64, 3), dtype=np.uint8)
