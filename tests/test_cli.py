@@ -18,7 +18,7 @@ import pytest
 from pycocotools import mask as mask_utils
 
 from keras_maskrcnn.bin import debug, evaluate, predict, train
-from keras_maskrcnn.datasets.shapes import CLASSES, make_shapes_dataset
+from keras_maskrcnn.datasets.shapes import CLASSES
 from keras_maskrcnn.models import load_model, load_training_model, read_metadata, save_model
 from keras_maskrcnn.models.backbone import Backbone
 from keras_maskrcnn.utils.precision import resolve_policy
@@ -29,19 +29,12 @@ TRAIN = ["--backbone", "vgg16", "--batch-size", "2", "--steps", "2", "--lr", "1e
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    """Shapes train (4 images) and val (2 images) sets at 64 px, the val set also in COCO layout,
-    and an anchor config suited to the small objects."""
-    root = tmp_path_factory.mktemp("cli")
-    train_csv, classes_csv = make_shapes_dataset(str(root / "train"), images=4, size=64, seed=1)
-    val_csv, _ = make_shapes_dataset(str(root / "val"), images=2, size=64, seed=2)
-    config = root / "anchors.ini"
-    config.write_text("[anchor_parameters]\nsizes = 16 32 64 128 256\nstrides = 8 16 32 64 128\n"
-                      "ratios = 0.5 1 2\nscales = 1 1.2 1.6\n")
-    coco_dir = root / "coco"
-    write_coco(str(root / "val"), val_csv, str(coco_dir), "val2017")
-    return dict(root=root, train=train_csv, classes=classes_csv, val=val_csv, config=str(config),
-                coco=str(coco_dir), val_images=str(root / "val" / "images"))
+def data(small_shapes):
+    """The shared small shapes sets (conftest.py), the val set also in COCO layout."""
+    coco_dir = small_shapes["root"] / "coco"
+    if not coco_dir.exists():
+        write_coco(str(small_shapes["root"] / "val"), small_shapes["val"], str(coco_dir), "val2017")
+    return dict(small_shapes, coco=str(coco_dir))
 
 
 def write_coco(folder, annotations_csv, coco_dir, set_name):
@@ -81,15 +74,6 @@ def trained(data):
               "--snapshot", str(snapshots / "vgg16_csv_01.keras")] + TRAIN[:-len(SIZE)]
     assert train.main(resume + ["csv", data["train"], data["classes"]]) == 0
     return snapshots
-
-
-@pytest.fixture
-def no_model_building(monkeypatch):
-    """Makes building a model fail loudly, so argument errors are shown to come first."""
-    def refuse(*args, **kwargs):
-        raise AssertionError("a model was built before the arguments were checked")
-
-    monkeypatch.setattr(Backbone, "maskrcnn", refuse)
 
 
 def error_of(main, args, capsys):

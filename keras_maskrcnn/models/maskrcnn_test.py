@@ -66,10 +66,10 @@ def test_feature_sizes_set_the_widths_of_fpn_heads_and_mask_head():
     assert outputs[-1].shape == (1, 1, 28, 28, 2)
 
 
-def _synthetic_batch(height=96, width=128, num_classes=NUM_CLASSES, max_rois=4):
+def synthetic_batch(height=96, width=128, num_classes=NUM_CLASSES, max_rois=4):
     image = np.zeros((1, height, width, 3), np.float32)
     bboxes = np.array([[10, 12, 60, 80], [70, 20, 120, 70]], np.float64)
-    labels = np.array([0, 2])
+    labels = np.array([0, num_classes - 1])
     image[0, 12:80, 10:60] = [80, -40, 10]
     image[0, 20:70, 70:120] = [-60, 90, -30]
     regression, classification = anchor_targets_bbox(
@@ -92,7 +92,7 @@ def test_twenty_training_steps_halve_the_loss_and_empty_images_train_finitely():
     assert [t.name for t in train.inputs] == ["image", "rois"]
     assert train.output_names == ["regression", "classification", "masks"]
     train.compile(optimizer=keras.optimizers.Adam(1e-4), loss=losses.training_losses())
-    x, y = _synthetic_batch()
+    x, y = synthetic_batch()
     history = [train.train_on_batch(x, y, return_dict=True) for _ in range(20)]
     first, last = history[0]["loss"], history[-1]["loss"]
     assert np.isfinite([h["loss"] for h in history]).all()

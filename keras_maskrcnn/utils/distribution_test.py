@@ -18,9 +18,7 @@ import numpy as np
 import pytest
 
 from keras_maskrcnn.bin import train
-from keras_maskrcnn.datasets.shapes import make_shapes_dataset
 from keras_maskrcnn.models import load_model
-from keras_maskrcnn.models.backbone import Backbone
 from keras_maskrcnn.utils import distribution
 from keras_maskrcnn.utils.distribution import check_backend, check_batch_size, configure_devices
 
@@ -169,44 +167,24 @@ def test_batch_size_and_backend_checks(monkeypatch):
         distribution.distribution_scope(2)
 
 
-@pytest.fixture
-def no_model_building(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError("a model was built before the arguments were checked")
-
-    monkeypatch.setattr(Backbone, "maskrcnn", refuse)
-
-
-@pytest.fixture(scope="module")
-def shapes(tmp_path_factory):
-    """Shapes train (4 images) and val (2 images) sets at 64 px, and anchors for small objects."""
-    root = tmp_path_factory.mktemp("multi")
-    train_csv, classes_csv = make_shapes_dataset(str(root / "train"), images=4, size=64, seed=1)
-    val_csv, _ = make_shapes_dataset(str(root / "val"), images=2, size=64, seed=2)
-    config = root / "anchors.ini"
-    config.write_text("[anchor_parameters]\nsizes = 16 32 64 128 256\nstrides = 8 16 32 64 128\n"
-                      "ratios = 0.5 1 2\nscales = 1 1.2 1.6\n")
-    return dict(root=root, train=train_csv, classes=classes_csv, val=val_csv, config=str(config))
-
-
-def test_train_checks_multi_gpu_against_batch_size(shapes, capsys, no_model_building):
+def test_train_checks_multi_gpu_against_batch_size(small_shapes, capsys, no_model_building):
     with pytest.raises(SystemExit) as exit_info:
-        train.main(["--multi-gpu", "2", "--batch-size", "3", "csv", shapes["train"], shapes["classes"]])
+        train.main(["--multi-gpu", "2", "--batch-size", "3", "csv", small_shapes["train"], small_shapes["classes"]])
     assert exit_info.value.code == 2
     error = capsys.readouterr().err
     assert error.startswith("usage: maskrcnn-train")
     assert "--multi-gpu 2: the batch size 3 must be a multiple of the number of devices 2" in error
 
 
-def test_maskrcnn_train_on_two_virtual_devices_evaluates_and_saves_a_snapshot(shapes):
+def test_maskrcnn_train_on_two_virtual_devices_evaluates_and_saves_a_snapshot(small_shapes):
     """Without a GPU, --multi-gpu 2 splits the CPU into 2 devices; evaluation and snapshots work."""
-    snapshots = shapes["root"] / "snapshots"
+    snapshots = small_shapes["root"] / "snapshots-multi-gpu"
     script = os.path.join(os.path.dirname(sys.executable), "maskrcnn-train")
     args = ["--multi-gpu", "2", "--backbone", "vgg16", "--batch-size", "2", "--epochs", "1", "--steps", "1",
             "--lr", "1e-4", "--mask-rois", "2", "--max-detections", "5", "--feature-size", "32",
             "--mask-feature-size", "16", "--image-min-side", "64", "--image-max-side", "64",
-            "--config", shapes["config"], "--tensorboard-dir", "", "--seed", "0", "--snapshot-path", str(snapshots),
-            "csv", shapes["train"], shapes["classes"], "--val-annotations", shapes["val"]]
+            "--config", small_shapes["config"], "--tensorboard-dir", "", "--seed", "0", "--snapshot-path", str(snapshots),
+            "csv", small_shapes["train"], small_shapes["classes"], "--val-annotations", small_shapes["val"]]
     env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="2")
     result = subprocess.run([script, *args], env=env, capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -4,8 +4,8 @@ import pytest
 
 from keras_maskrcnn import losses
 from keras_maskrcnn.models import backbone, load_model, load_training_model, save_model, training_model
+from keras_maskrcnn.models.maskrcnn_test import synthetic_batch
 from keras_maskrcnn.utils import precision
-from keras_maskrcnn.utils.anchors import anchor_targets_bbox, anchors_for_shape
 
 SIZE = 64
 NUM_CLASSES = 2
@@ -22,26 +22,6 @@ def mixed_model():
 
 def _image(seed=0):
     return np.random.default_rng(seed).uniform(-1, 1, (1, SIZE, SIZE, 3)).astype(np.float32)
-
-
-def _batch(max_rois=3):
-    """One 64x64 image with two objects (labels 0 and 1) and its training targets."""
-    image = _image()
-    bboxes = np.array([[4, 6, 30, 40], [34, 10, 60, 36]], np.float64)
-    labels = np.array([0, 1])
-    for (x1, y1, x2, y2), value in zip(bboxes.astype(int), (0.8, -0.6)):
-        image[0, y1:y2, x1:x2] = value
-    regression, classification = anchor_targets_bbox(
-        anchors_for_shape((SIZE, SIZE)), [{"bboxes": bboxes, "labels": labels}], NUM_CLASSES, [(SIZE, SIZE)])
-    rois = np.zeros((1, max_rois, 4), np.float32)
-    rois[0, :2] = bboxes
-    masks = np.zeros((1, max_rois, 1 + 28 * 28), np.float32)
-    masks[0, :, 0] = -1
-    masks[0, :2, 0] = labels
-    square = np.zeros((28, 28), np.float32)
-    square[7:21, 7:21] = 1
-    masks[0, :2, 1:] = square.ravel()
-    return {"image": image, "rois": rois}, {"regression": regression, "classification": classification, "masks": masks}
 
 
 def _numpy(tensors):
@@ -124,7 +104,7 @@ def test_training_model_shares_the_policy_and_its_losses_and_gradients_are_finit
         pytest.skip("gradients are taken with tf.GradientTape")
     import tensorflow as tf
 
-    x, y = _batch()
+    x, y = synthetic_batch(num_classes=NUM_CLASSES, max_rois=3)
     loss_functions = losses.training_losses()
     with tf.GradientTape() as tape:
         outputs = dict(zip(train.output_names, train(x, training=True)))
