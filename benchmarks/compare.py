@@ -116,7 +116,7 @@ def training_batch(args, backbone, image, boxes, labels, masks):
     """(inputs, targets) of our training model, built as maskrcnn-train's generator builds them."""
     import numpy as np
 
-    from keras_maskrcnn.preprocessing.generator import jitter_boxes
+    from keras_maskrcnn.preprocessing.generator import jitter_boxes, padded_roi_rows
     from keras_maskrcnn.utils.anchors import anchor_targets_bbox, anchors_for_shape
     from keras_maskrcnn.utils.masks import roi_mask_targets
 
@@ -126,7 +126,7 @@ def training_batch(args, backbone, image, boxes, labels, masks):
     rng = np.random.default_rng(args.seed)
     rois = np.concatenate([boxes, jitter_boxes(boxes, 1, shape, rng)], axis=0)[:args.mask_rois]
     owners = np.concatenate([np.arange(len(boxes)), np.arange(len(boxes))])[:len(rois)]
-    rows = min(args.mask_rois, -(-len(rois) // args.mask_rois_multiple) * args.mask_rois_multiple)
+    rows = padded_roi_rows(len(rois), args.mask_rois, args.mask_rois_multiple)
     roi_input = np.zeros((1, rows, 4), np.float32)
     roi_input[0, :len(rois)] = rois
     mask_targets = np.zeros((1, rows, 1 + MASK_SIZE * MASK_SIZE), np.float32)

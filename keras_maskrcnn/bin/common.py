@@ -11,48 +11,31 @@ import sys
 IMAGE_EXTENSIONS = (".bmp", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
 
 
-def positive_int(text):
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
-    return value
+def _number_type(name, convert, noun, valid, requirement, doc):
+    """An argparse type: `convert(text)`, rejected with "'text' is not {noun}" when it cannot be
+    converted and with "'text' {requirement}" when not `valid(value)`."""
+    def parse(text):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {noun}") from None
+        if not valid(value):
+            raise argparse.ArgumentTypeError(f"{text!r} {requirement}")
+        return value
+
+    parse.__name__ = parse.__qualname__ = name
+    parse.__doc__ = doc
+    return parse
 
 
-def non_negative_int(text):
-    """argparse type: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must not be negative")
-    return value
-
-
-def positive_float(text):
-    """argparse type: a finite float > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number")
-    return value
-
-
-def unit_float(text):
-    """argparse type: a float in [0, 1]."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text!r} must lie in [0, 1]")
-    return value
+positive_int = _number_type("positive_int", int, "an integer", lambda v: v >= 1, "must be at least 1",
+                            "argparse type: an integer >= 1.")
+non_negative_int = _number_type("non_negative_int", int, "an integer", lambda v: v >= 0, "must not be negative",
+                                "argparse type: an integer >= 0.")
+positive_float = _number_type("positive_float", float, "a number", lambda v: 0 < v < float("inf"),
+                              "must be a positive number", "argparse type: a finite float > 0.")
+unit_float = _number_type("unit_float", float, "a number", lambda v: 0.0 <= v <= 1.0, "must lie in [0, 1]",
+                          "argparse type: a float in [0, 1].")
 
 
 class FlagAdder:
@@ -66,22 +49,20 @@ class FlagAdder:
     def __init__(self, parser, subparsers):
         self.parsers = [(parser, False)] + [(sub, True) for sub in subparsers]
 
+    @staticmethod
+    def _options(kwargs, suppress):
+        return dict(kwargs, default=argparse.SUPPRESS) if suppress else dict(kwargs)
+
     def add(self, *names, **kwargs):
         for parser, suppress in self.parsers:
-            options = dict(kwargs)
-            if suppress:
-                options["default"] = argparse.SUPPRESS
-            parser.add_argument(*names, **options)
+            parser.add_argument(*names, **self._options(kwargs, suppress))
 
     def exclusive(self, *arguments):
         """A mutually exclusive group of (names, kwargs) pairs on every parser."""
         for parser, suppress in self.parsers:
             group = parser.add_mutually_exclusive_group()
             for names, kwargs in arguments:
-                options = dict(kwargs)
-                if suppress:
-                    options["default"] = argparse.SUPPRESS
-                group.add_argument(*names, **options)
+                group.add_argument(*names, **self._options(kwargs, suppress))
 
 
 def dataset_subparsers(parser, coco_model=False, csv_model=False, coco_set=None, val_annotations=False):
@@ -126,6 +107,23 @@ def add_backbone(flags, default="resnet50"):
 
     flags.add("--backbone", choices=BACKBONES, default=default, metavar="NAME",
               help=f"backbone network: {', '.join(BACKBONES)} (default {default or 'from the model file'})")
+
+
+def add_loaded_model_flags(flags):
+    """--backbone (default: the model file's), --gpu and --mixed-precision, for the tools that
+    load a trained model."""
+    add_backbone(flags, default=None)
+    flags.add("--gpu", help="id of the GPU to use (as nvidia-smi reports it); -1 for none")
+    flags.add("--mixed-precision", action="store_true",
+              help="compute in mixed_float16 on a GPU, mixed_bfloat16 otherwise (default: as the model was saved)")
+
+
+def apply_model_defaults(args, metadata):
+    """Fills --backbone, --image-min-side and --image-max-side left unset from a model file's
+    metadata, else resnet50 / 800 / 1333."""
+    args.backbone = args.backbone or metadata.get("backbone") or "resnet50"
+    args.image_min_side = args.image_min_side or metadata.get("image_min_side") or 800
+    args.image_max_side = args.image_max_side or metadata.get("image_max_side") or 1333
 
 
 def select_gpu(gpu):

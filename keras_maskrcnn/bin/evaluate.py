@@ -18,10 +18,7 @@ def parse_args(args):
         description="Evaluate a Mask R-CNN model: per-class mask AP (CSV) or COCOeval bbox and segm (COCO).")
     subparsers = common.dataset_subparsers(parser, coco_model=True, csv_model=True, coco_set="val2017")
     flags = common.FlagAdder(parser, subparsers)
-    common.add_backbone(flags, default=None)
-    flags.add("--gpu", help="id of the GPU to use (as nvidia-smi reports it); -1 for none")
-    flags.add("--mixed-precision", action="store_true",
-              help="compute in mixed_float16 on a GPU, mixed_bfloat16 otherwise (default: as the model was saved)")
+    common.add_loaded_model_flags(flags)
     flags.add("--score-threshold", type=common.unit_float, default=0.05,
               help="minimum detection score (default 0.05)")
     flags.add("--iou-threshold", type=common.unit_float, default=0.5,
@@ -38,10 +35,8 @@ def parse_args(args):
     args = parser.parse_args(common.argv(args))
     common.check_dataset(parser, args)
     common.check_file(parser, args.model, "model file")
-    args.metadata = metadata = read_metadata(args.model)
-    args.backbone = args.backbone or metadata.get("backbone") or "resnet50"
-    args.image_min_side = args.image_min_side or metadata.get("image_min_side") or 800
-    args.image_max_side = args.image_max_side or metadata.get("image_max_side") or 1333
+    args.metadata = read_metadata(args.model)
+    common.apply_model_defaults(args, args.metadata)
     if args.config is not None:
         common.check_file(parser, args.config, "config file")
     return parser, args

@@ -36,10 +36,7 @@ def parse_args(args):
     parser.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR", help="image files, or folders of images")
     parser.add_argument("--output-dir", required=True, help="folder for the pictures and results.json")
     flags = common.FlagAdder(parser, [])
-    common.add_backbone(flags, default=None)
-    flags.add("--gpu", help="id of the GPU to use (as nvidia-smi reports it); -1 for none")
-    flags.add("--mixed-precision", action="store_true",
-              help="compute in mixed_float16 on a GPU, mixed_bfloat16 otherwise (default: as the model was saved)")
+    common.add_loaded_model_flags(flags)
     flags.add("--score-threshold", type=common.unit_float, default=0.5,
               help="minimum score of the detections kept (default 0.5)")
     flags.add("--max-detections", type=common.positive_int, default=100, help="detections per image (default 100)")
@@ -49,9 +46,7 @@ def parse_args(args):
     args = parser.parse_args(common.argv(args))
     common.check_file(parser, args.model, "model file")
     args.metadata = read_metadata(args.model)
-    args.backbone = args.backbone or args.metadata.get("backbone") or "resnet50"
-    args.image_min_side = args.image_min_side or args.metadata.get("image_min_side") or 800
-    args.image_max_side = args.image_max_side or args.metadata.get("image_max_side") or 1333
+    common.apply_model_defaults(args, args.metadata)
     args.files = common.image_files(parser, args.images)
     for path in args.files:
         try:

@@ -130,14 +130,12 @@ def check_args(parser, args):
         if args.metadata["epoch"] >= args.epochs:
             parser.error(f"snapshot {args.snapshot!r} is at epoch {args.metadata['epoch']}; "
                          f"--epochs {args.epochs} must be larger to train further")
-    args.backbone = args.backbone or "resnet50"
+    common.apply_model_defaults(args, args.metadata)
     try:
         check_backend(args.multi_gpu)
         check_batch_size(args.batch_size, args.multi_gpu)
     except ValueError as error:
         parser.error(f"--multi-gpu {args.multi_gpu}: {error}")
-    args.image_min_side = args.image_min_side or args.metadata.get("image_min_side") or 800
-    args.image_max_side = args.image_max_side or args.metadata.get("image_max_side") or 1333
     if args.image_min_side < 32 or args.image_max_side < 32:
         parser.error("--image-min-side and --image-max-side must be at least 32")
     if args.dataset_type == "csv" and args.val_annotations:

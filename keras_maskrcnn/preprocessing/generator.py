@@ -47,6 +47,14 @@ def box_iou_pairwise(boxes_a, boxes_b):
     return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
+def padded_roi_rows(most, limit, multiple):
+    """RoI rows M of a batch whose images have at most `most` RoIs: `most` rounded up to
+    `multiple` (at least one multiple), capped at `limit`; always `limit` if `multiple` is 0."""
+    if multiple == 0:
+        return limit
+    return min(limit, -(-max(most, 1) // multiple) * multiple)
+
+
 def jitter_boxes(boxes, copies, image_shape, rng, min_iou=0.5, max_shift=0.25, tries=16):
     """Random boxes near each of boxes (N, 4): (N * copies, 4) float64, box-major order.
 
@@ -358,11 +366,8 @@ class Generator(keras.utils.PyDataset):
     def batch_rois(self, annotations_group):
         """M of the batch: its most RoIs per image rounded up to mask_rois_multiple, at least one
         multiple, at most mask_rois_per_image (always mask_rois_per_image if the multiple is 0)."""
-        multiple = self.mask_rois_multiple
-        if multiple == 0:
-            return self.mask_rois_per_image
-        most = max([annotations["mask_rois"].shape[0] for annotations in annotations_group] + [1])
-        return min(self.mask_rois_per_image, -(-most // multiple) * multiple)
+        most = max(annotations["mask_rois"].shape[0] for annotations in annotations_group)
+        return padded_roi_rows(most, self.mask_rois_per_image, self.mask_rois_multiple)
 
     def compute_inputs(self, image_group, annotations_group):
         """{'image': (B, H, W, 3) float32 zero padded, 'rois': (B, M, 4) float32 zero padded}."""
