@@ -19,7 +19,7 @@ Both see the same pixels: one random uint8 image (numpy seed --seed) handed over
 
 --detections K > 0 forces K real detections from random weights on both sides: ours
 score_threshold 0 and max_detections K (as benchmarks/predict.py does), theirs box_score_thresh 0
-and detections_per_img K; both then compute K masks. K = 0 keeps both libraries' defaults
+and box_detections_per_img K; both then compute K masks. K = 0 keeps both libraries' defaults
 (random weights then give no detection on either side, and no mask is computed).
 
 Sections (the calls alternate ours, theirs, ours, theirs, ... so both see the same load;
@@ -144,12 +144,11 @@ def training_batch(args, backbone, image, boxes, labels, masks):
 # the peer process
 # --------------------------------------------------------------------------------------------
 
-class PeerProcess:
-    """benchmarks/peers.py in the peer venv; `request(cmd)` -> its JSON answer."""
+class LineProcess:
+    """A child process answering one JSON line per request line (peers.serve); `request(cmd)` -> answer."""
 
-    def __init__(self, python, data_path, args):
-        command = [python, PEER_SCRIPT, "--data", data_path, "--threads", str(args.threads),
-                   "--detections", str(args.detections), "--lr", str(args.lr), "--seed", str(args.seed)]
+    def __init__(self, command, name="the peer process"):
+        self.name = name
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
         self.info = None
 
@@ -157,10 +156,10 @@ class PeerProcess:
         line = self.process.stdout.readline()
         if not line:
             code = self.process.wait()
-            raise RuntimeError(f"the peer process ended (exit code {code}); its messages are above")
+            raise RuntimeError(f"{self.name} ended (exit code {code}); its messages are above")
         message = json.loads(line)
         if "error" in message:
-            raise RuntimeError(f"the peer process failed: {message['error']}")
+            raise RuntimeError(f"{self.name} failed: {message['error']}")
         return message
 
     def ready(self):
@@ -184,6 +183,13 @@ class PeerProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+def peer_process(python, data_path, args, *extra):
+    """benchmarks/peers.py (torchvision) in the peer venv on the data of `data_path`; extra: more flags."""
+    command = [python, PEER_SCRIPT, "--data", data_path, "--threads", str(args.threads),
+               "--detections", str(args.detections), "--lr", str(args.lr), "--seed", str(args.seed)]
+    return LineProcess(command + [str(x) for x in extra])
 
 
 # --------------------------------------------------------------------------------------------
@@ -346,7 +352,7 @@ def main(argv=None):
     with tempfile.TemporaryDirectory(prefix="compare-peers-") as folder:
         data_path = os.path.join(folder, "data.npz")
         np.savez(data_path, image=image, boxes=boxes, labels=labels, masks=masks)
-        peer = PeerProcess(args.peer_python, data_path, args)
+        peer = peer_process(args.peer_python, data_path, args)
         try:
             ours = Ours(args, image, boxes, labels, masks)
             info = peer.ready()
