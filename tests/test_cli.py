@@ -229,6 +229,7 @@ def test_console_scripts_are_installed():
     (["--backbone", "resnet9", "csv", "TRAIN", "CLASSES"], "argument --backbone: invalid choice: 'resnet9'"),
     (["--batch-size", "0", "csv", "TRAIN", "CLASSES"], "argument --batch-size: '0' must be at least 1"),
     (["--lr", "-1", "csv", "TRAIN", "CLASSES"], "argument --lr: '-1' must be a positive number"),
+    (["--pad-multiple", "0", "csv", "TRAIN", "CLASSES"], "argument --pad-multiple: '0' must be at least 1"),
     (["--weights", "w.h5", "--no-weights", "csv", "TRAIN", "CLASSES"], "not allowed with argument"),
     (["--snapshot", "missing.keras", "csv", "TRAIN", "CLASSES"], "snapshot 'missing.keras' does not exist"),
     (["--weights", "missing.h5", "csv", "TRAIN", "CLASSES"], "weights file 'missing.h5' does not exist"),
@@ -242,6 +243,20 @@ def test_train_argument_errors(args, message, data, capsys, no_model_building):
     error = error_of(train.main, args, capsys)
     assert error.startswith("usage: maskrcnn-train")
     assert message in error
+
+
+def test_pad_multiple_pads_the_batches_and_is_kept_in_the_snapshot(trained, data, no_model_building):
+    parser, args = train.parse_args(["--backbone", "vgg16", "--pad-multiple", "96"] + SIZE
+                                    + ["csv", data["train"], data["classes"]])
+    generator, _ = train.create_generators(parser, args, Backbone("vgg16"), None)
+    assert generator[0][0]["image"].shape[1:3] == (96, 96)
+    assert train.snapshot_metadata(args, None, list(CLASSES))["pad_multiple"] == 96
+    snapshot = str(trained / "vgg16_csv_02.keras")
+    assert read_metadata(snapshot)["pad_multiple"] == 32
+    _, args = evaluate.parse_args(["csv", data["val"], data["classes"], snapshot])
+    assert args.pad_multiple == 32
+    _, args = predict.parse_args([snapshot, data["val_images"], "--output-dir", "out", "--pad-multiple", "64"])
+    assert args.pad_multiple == 64
 
 
 def test_train_flags_may_follow_the_dataset(data, capsys, no_model_building):

@@ -29,6 +29,7 @@ def parse_args(args):
     flags.add("--save-path", help="CSV: folder for pictures with annotations and detections; "
                                   "COCO: folder (or .json file) for the results JSON")
     common.add_image_size(flags, None, None)
+    common.add_pad_multiple(flags)
     flags.add("--config", help="a .ini file with an [anchor_parameters] section (default: the model's own)")
     flags.add("--weighted-average", action="store_true",
               help="weight the per-class AP by instance counts in the mAP (CSV)")

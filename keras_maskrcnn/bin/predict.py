@@ -43,6 +43,7 @@ def parse_args(args):
     flags.add("--binarize-threshold", type=common.unit_float, default=0.5,
               help="mask probability from which a pixel is foreground (default 0.5)")
     common.add_image_size(flags, None, None)
+    common.add_pad_multiple(flags)
     args = parser.parse_args(common.argv(args))
     common.check_file(parser, args.model, "model file")
     args.metadata = read_metadata(args.model)
@@ -118,7 +119,7 @@ def main(args=None):
     def label_to_name(label):
         return classes[label] if 0 <= label < len(classes) and classes[label] else str(label)
 
-    preparer = ImagePreparer(backbone, args.image_min_side, args.image_max_side)
+    preparer = ImagePreparer(backbone, args.image_min_side, args.image_max_side, args.pad_multiple)
     results = predict_files(model, preparer, args.files, args.output_dir, label_to_name,
                             score_threshold=args.score_threshold, max_detections=args.max_detections,
                             binarize_threshold=args.binarize_threshold)

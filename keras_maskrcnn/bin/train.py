@@ -77,6 +77,7 @@ def parse_args(args):
     flags.add("--weighted-average", action="store_true",
               help="weight the per-class AP by instance counts in the evaluation mAP")
     common.add_image_size(flags, None, None)
+    common.add_pad_multiple(flags)
     flags.add("--random-transform", action="store_true",
               help="augment with random rotation, translation, shear, scaling, flips and colour changes "
                    "(default: horizontal flips only)")
@@ -291,7 +292,8 @@ def snapshot_metadata(args, anchor_params, classes):
     return dict(backbone=args.backbone, dataset=args.dataset_type, classes=classes,
                 anchor_params=anchor_params.get_config() if anchor_params is not None else None,
                 filter=dict(class_specific_filter=args.class_specific_filter, max_detections=args.max_detections),
-                image_min_side=args.image_min_side, image_max_side=args.image_max_side)
+                image_min_side=args.image_min_side, image_max_side=args.image_max_side,
+                pad_multiple=args.pad_multiple)
 
 
 def create_callbacks(args, train, prediction, validation, metadata):
