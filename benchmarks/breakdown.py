@@ -37,7 +37,7 @@ import sys
 import tempfile
 import time
 
-from compare import DEFAULT_PEER_PYTHON, NUM_CLASSES, load1, make_data, peer_process, say
+from compare import NUM_CLASSES, add_peer_flags, check_peer_python, load1, make_data, peer_process, say
 
 OUR_PARTS = ("backbone", "fpn", "heads", "detections", "roi_align", "mask_head")
 PEER_PARTS = ("transform", "backbone", "fpn", "rpn", "box_pool", "box_head", "box_postprocess", "mask_pool",
@@ -146,15 +146,11 @@ def parse_args(argv):
     parser.add_argument("--height", type=int, default=800)
     parser.add_argument("--width", type=int, default=1024)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no-peer", action="store_true", help="profile our side only")
-    parser.add_argument("--peer-python", default=DEFAULT_PEER_PYTHON,
-                        help="python of the venv with torch and torchvision (default benchmarks/.venv-peers/bin/python)")
+    add_peer_flags(parser, optional=True)
     args = parser.parse_args(argv)
     if args.pairs < 1 or args.warmup < 0 or args.detections < 1 or args.threads < 1:
         parser.error("--pairs, --detections and --threads must be >= 1, --warmup >= 0")
-    if not args.no_peer and not (os.path.isfile(args.peer_python) and os.access(args.peer_python, os.X_OK)):
-        parser.error(f"no peer python at {args.peer_python}: run `make bench-peers` first, pass --peer-python, "
-                     "or --no-peer")
+    check_peer_python(parser, args)
     args.objects, args.lr = 5, 1e-4  # what compare.make_data and peer_process read
     return args
 

@@ -83,6 +83,24 @@ def say(text=""):
     print(text, flush=True)
 
 
+def add_peer_flags(parser, optional=False):
+    """--peer-python, and with optional=True --no-peer (measure our side only)."""
+    parser.add_argument("--peer-python", default=DEFAULT_PEER_PYTHON,
+                        help="python of the venv with torch and torchvision (default benchmarks/.venv-peers/bin/python)")
+    if optional:
+        parser.add_argument("--no-peer", action="store_true", help="measure our side only")
+
+
+def check_peer_python(parser, args):
+    """parser.error unless --peer-python can run (or --no-peer was given)."""
+    if getattr(args, "no_peer", False):
+        return
+    if not (os.path.isfile(args.peer_python) and os.access(args.peer_python, os.X_OK)):
+        other = "pass --peer-python, or --no-peer" if hasattr(args, "no_peer") else "or pass --peer-python"
+        parser.error(f"no peer python at {args.peer_python}: run `make bench-peers` first (it makes "
+                     f"benchmarks/.venv-peers with torch and torchvision), {other}")
+
+
 # --------------------------------------------------------------------------------------------
 # the shared inputs
 # --------------------------------------------------------------------------------------------
@@ -324,8 +342,7 @@ def parse_args(argv):
     parser.add_argument("--width", type=int, default=1024)
     parser.add_argument("--lr", type=float, default=1e-4, help="SGD learning rate of both training steps")
     parser.add_argument("--seed", type=int, default=0, help="seed of the image, RoI jitter and weights")
-    parser.add_argument("--peer-python", default=DEFAULT_PEER_PYTHON,
-                        help="python of the venv with torch and torchvision (default benchmarks/.venv-peers/bin/python)")
+    add_peer_flags(parser)
     parser.add_argument("--no-inference", action="store_true", help="skip sections (i) and (ii)")
     parser.add_argument("--no-training", action="store_true", help="skip sections (iii) and (iv)")
     args = parser.parse_args(argv)
@@ -335,9 +352,7 @@ def parse_args(argv):
         parser.error("--objects must be between 1 and --mask-rois")
     if args.no_inference and args.no_training:
         parser.error("--no-inference and --no-training leave nothing to measure")
-    if not (os.path.isfile(args.peer_python) and os.access(args.peer_python, os.X_OK)):
-        parser.error(f"no peer python at {args.peer_python}: run `make bench-peers` first (it makes "
-                     "benchmarks/.venv-peers with torch and torchvision), or pass --peer-python")
+    check_peer_python(parser, args)
     return args
 
 
