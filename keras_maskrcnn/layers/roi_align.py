@@ -39,11 +39,6 @@ def _sample_axis(start, length, extent, bins, sampling_ratio):
     return ops.cast(low, "int32"), ops.cast(high, "int32"), (1.0 - frac) * inside, frac * inside
 
 
-def _batch_sharded():
-    """True while a JAX `keras.distribution` splits batches over devices."""
-    return keras.backend.backend() == "jax" and keras.distribution.distribution() is not None
-
-
 @keras.saving.register_keras_serializable(package="keras_maskrcnn")
 class RoiAlign(keras.layers.Layer):
     """[boxes (B,N,4), P3, ..., P7 (B,H_l,W_l,C)] -> (B, N, crop_h, crop_w, C).
@@ -126,9 +121,9 @@ class RoiAlign(keras.layers.Layer):
         # then the rows (two contractions, no taps_y x taps_x weight grid, no 2-axis reduction).
         col_weights = ops.reshape(col_weights, (batch, num_boxes, crop_w, taps_x)) / self.sampling_ratio
         row_weights = ops.reshape(row_weights, (batch, num_boxes, crop_h, taps_y)) / self.sampling_ratio
-        if _batch_sharded():
-            # The same contractions as einsums: slower, but XLA (CPU, JAX 0.10) crashes computing the
-            # gradient of the multiply-and-sum below when the batch is split over devices.
+        if keras.backend.backend() == "jax":
+            # The same contractions as einsums: on TensorFlow the multiply-and-sum below is faster,
+            # but XLA on CPU (jax 0.10) crashes with a segmentation fault computing its gradient.
             pooled = ops.einsum("bnhywxc,bnwx->bnhywc", corners, ops.cast(col_weights, dtype))
             return ops.einsum("bnhywc,bnhy->bnhwc", pooled, ops.cast(row_weights, dtype))
         col_weights = ops.cast(col_weights[:, :, None, None, :, :, None], dtype)

@@ -172,17 +172,35 @@ def test_load_model_errors_name_the_path(tmp_path):
         load_model(str(junk))
 
 
-def test_model_builds_and_predicts_on_the_jax_backend():
+def test_model_builds_predicts_and_trains_on_the_jax_backend():
+    """Also one training step: XLA on CPU crashed (segmentation fault) computing the gradient of
+    RoiAlign's multiply-and-sum form; on JAX the layer uses einsums instead."""
     pytest.importorskip("jax")
     code = textwrap.dedent("""
         import numpy as np, keras
         assert keras.backend.backend() == "jax"
+        from keras_maskrcnn import losses
         from keras_maskrcnn.models import backbone, training_model
+        from keras_maskrcnn.utils.anchors import anchor_targets_bbox, anchors_for_shape
         model = backbone("mobilenetv2").maskrcnn(num_classes=2, score_threshold=0.0, max_detections=7)
         boxes, scores, labels, masks = model.predict_on_batch(np.zeros((1, 64, 96, 3), np.float32))[-4:]
         assert boxes.shape == (1, 7, 4) and scores.shape == (1, 7) and labels.shape == (1, 7)
         assert masks.shape == (1, 7, 28, 28, 2)
-        assert training_model(model).output_names == ["regression", "classification", "masks"]
+        train = training_model(model)
+        assert train.output_names == ["regression", "classification", "masks"]
+        train.compile(loss=losses.training_losses(), optimizer=keras.optimizers.SGD(1e-5))
+        box = np.array([[4.0, 6.0, 36.0, 38.0]])
+        regression, classification = anchor_targets_bbox(
+            anchors_for_shape((64, 96)), [dict(bboxes=box, labels=np.array([1]))], 2, [(64, 96)])
+        rois = np.zeros((1, 2, 4), np.float32)
+        rois[0, 0] = box[0]
+        mask_targets = np.zeros((1, 2, 1 + 28 * 28), np.float32)
+        mask_targets[0, :, 0] = [1, -1]
+        mask_targets[0, 0, 1 + 28 * 7:1 + 28 * 21] = 1.0
+        logs = train.train_on_batch(dict(image=np.ones((1, 64, 96, 3), np.float32), rois=rois),
+                                    dict(regression=regression, classification=classification, masks=mask_targets),
+                                    return_dict=True)
+        assert all(np.isfinite(v) for v in logs.values()) and logs["masks_loss"] > 0, logs
         print("jax ok")
     """)
     env = dict(os.environ, KERAS_BACKEND="jax")
