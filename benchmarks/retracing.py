@@ -11,7 +11,8 @@ maskrcnn-train's generator does), a model with random weights (fixed seed) runs 
 `train_on_batch` and one `predict_on_batch` per image, and the script counts how many times the
 model's `call` was traced by each compiled function (a Python counter around `call`, which runs
 only while a graph is being traced on TensorFlow and JAX). It prints the distinct padded shapes,
-the traces, the first call's time and the median time of the calls that did not trace.
+the traces, the first call's time, the mean time of the calls that traced, the median time of the
+calls that did not trace, and the time of all calls together (what an epoch costs).
 """
 
 import argparse
@@ -74,9 +75,12 @@ def run(args, pad_multiple):
             times.append(time.perf_counter() - start)
             traced.append(counter.count > before)
         steady = [t for t, was_traced in zip(times, traced) if not was_traced]
+        tracing = [t for t, was_traced in zip(times, traced) if was_traced]
         steady_text = f"{statistics.median(steady):.2f} s" if steady else "n/a (every call traced)"
+        tracing_text = f"{statistics.fmean(tracing):.2f} s" if tracing else "n/a"
         print(f"  {name:17s} traces {counter.count:3d} (calls that traced: {sum(traced)} of {len(times)}); "
-              f"first call {times[0]:.2f} s; median of calls without tracing {steady_text}", flush=True)
+              f"first call {times[0]:.2f} s; mean of calls that traced {tracing_text}; median of calls without "
+              f"tracing {steady_text}; all {len(times)} calls {sum(times):.1f} s", flush=True)
 
 
 def main():

@@ -245,11 +245,13 @@ def test_train_argument_errors(args, message, data, capsys, no_model_building):
     assert message in error
 
 
-def test_pad_multiple_pads_the_batches_and_is_kept_in_the_snapshot(trained, data, no_model_building):
-    parser, args = train.parse_args(["--backbone", "vgg16", "--pad-multiple", "96"] + SIZE
-                                    + ["csv", data["train"], data["classes"]])
+def test_pad_multiples_shape_the_batches_and_the_snapshot_keeps_the_image_one(trained, data, no_model_building):
+    parser, args = train.parse_args(["--backbone", "vgg16", "--pad-multiple", "96", "--mask-rois", "24",
+                                     "--mask-rois-multiple", "24"] + SIZE + ["csv", data["train"], data["classes"]])
     generator, _ = train.create_generators(parser, args, Backbone("vgg16"), None)
-    assert generator[0][0]["image"].shape[1:3] == (96, 96)
+    inputs, targets = generator[0]
+    assert inputs["image"].shape[1:3] == (96, 96)
+    assert inputs["rois"].shape[1] == 24 and targets["masks"].shape[1] == 24
     assert train.snapshot_metadata(args, None, list(CLASSES))["pad_multiple"] == 96
     snapshot = str(trained / "vgg16_csv_02.keras")
     assert read_metadata(snapshot)["pad_multiple"] == 32

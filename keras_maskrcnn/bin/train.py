@@ -90,7 +90,11 @@ def parse_args(args):
               help="channels of the mask head's convolutions (default 256; ignored with --snapshot)")
     flags.add("--mask-rois", type=common.positive_int, default=64,
               help="most RoIs per image the mask head trains on: ground-truth boxes, then one jittered copy "
-                   "of each (default 64; a batch is padded only to the next multiple of 16 RoIs)")
+                   "of each (default 64; a batch is padded only to the next multiple of --mask-rois-multiple)")
+    flags.add("--mask-rois-multiple", type=common.positive_int, default=16,
+              help="pad a batch's mask RoI rows up to a multiple of this, at most --mask-rois (default 16); "
+                   "equal to --mask-rois, every batch has the same rows, one input shape less to compile for "
+                   "on JAX")
     flags.add("--workers", type=common.positive_int, default=1,
               help="threads (or processes with --multiprocessing) preparing batches (default 1)")
     flags.add("--multiprocessing", action="store_true", help="prepare batches in processes instead of threads")
@@ -161,7 +165,7 @@ def create_generators(parser, args, backbone, anchor_params):
         visual_effect_generator = None
     shared = dict(batch_size=args.batch_size, anchor_params=anchor_params, workers=args.workers,
                   use_multiprocessing=args.multiprocessing, max_queue_size=args.max_queue_size,
-                  mask_rois_per_image=args.mask_rois, seed=args.seed)
+                  mask_rois_per_image=args.mask_rois, mask_rois_multiple=args.mask_rois_multiple, seed=args.seed)
     train = common.create_generator(parser, args, backbone, set_name="train2017",
                                     transform_generator=transform_generator,
                                     visual_effect_generator=visual_effect_generator, **shared)
