@@ -37,7 +37,7 @@ import sys
 import tempfile
 import time
 
-from compare import NUM_CLASSES, add_peer_flags, check_peer_python, load1, make_data, peer_process, say
+from compare import NUM_CLASSES, add_peer_flags, check_peer_python, load1, our_model, peer_process, save_data, say
 
 OUR_PARTS = ("backbone", "fpn", "heads", "detections", "roi_align", "mask_head")
 PEER_PARTS = ("transform", "backbone", "fpn", "rpn", "box_pool", "box_head", "box_postprocess", "mask_pool",
@@ -59,21 +59,13 @@ class OurParts:
     """Sub-models of our prediction model, one per part, sharing its layers."""
 
     def __init__(self, args, image):
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         import keras
         import numpy as np
-        import tensorflow as tf
 
-        from keras_maskrcnn import models
         from keras_maskrcnn.models.retinanet import PYRAMID_LEVELS
 
-        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-        keras.utils.set_random_seed(args.seed)
-        self.versions = f"keras {keras.__version__}, {keras.backend.backend()} {tf.__version__}"
-        backbone = models.backbone("resnet50")
-        forced = dict(score_threshold=0.0, max_detections=args.detections) if args.detections > 0 else {}
-        model = self.model = backbone.maskrcnn(num_classes=NUM_CLASSES, **forced)
+        self.versions, backbone, model = our_model(args)
+        self.model = model
         self.image = backbone.preprocess_image(image[None].astype(np.float32))
 
         image_t = model.inputs[0]
@@ -157,16 +149,12 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
-    import numpy as np
-
     started = time.perf_counter()
     say(f"load average (1 min) before: {load1():.2f}   cores: {os.cpu_count()}")
-    image, boxes, labels, masks = make_data(args)
-    with tempfile.TemporaryDirectory(prefix="profile-peers-") as folder:
+    with tempfile.TemporaryDirectory(prefix="breakdown-peers-") as folder:
+        data_path, image = save_data(args, folder)[:2]
         peer = None
         if not args.no_peer:
-            data_path = os.path.join(folder, "data.npz")
-            np.savez(data_path, image=image, boxes=boxes, labels=labels, masks=masks)
             peer = peer_process(args.peer_python, data_path, args, "--min-size", min(args.height, args.width),
                                 "--max-size", max(args.height, args.width))
         try:

@@ -130,6 +130,16 @@ def make_data(args):
     return image, np.asarray(boxes, np.float32).reshape(-1, 4), labels, np.asarray(masks, np.uint8)
 
 
+def save_data(args, folder, name="data.npz"):
+    """make_data(args) also written to folder/name for the peer: (path, image, boxes, labels, masks)."""
+    import numpy as np
+
+    image, boxes, labels, masks = make_data(args)
+    path = os.path.join(folder, name)
+    np.savez(path, image=image, boxes=boxes, labels=labels, masks=masks)
+    return path, image, boxes, labels, masks
+
+
 def training_batch(args, backbone, image, boxes, labels, masks):
     """(inputs, targets) of our training model, built as maskrcnn-train's generator builds them."""
     import numpy as np
@@ -214,25 +224,36 @@ def peer_process(python, data_path, args, *extra):
 # our side
 # --------------------------------------------------------------------------------------------
 
+def our_model(args):
+    """(versions, backbone, model): our ResNet50 prediction model for NUM_CLASSES classes, random
+    weights (seed args.seed), TensorFlow on args.threads threads, args.detections real detections
+    forced (score threshold 0; 0 keeps the library's defaults)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+    import tensorflow as tf
+
+    from keras_maskrcnn import models
+
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    keras.utils.set_random_seed(args.seed)
+    versions = f"keras {keras.__version__}, {keras.backend.backend()} {tf.__version__}"
+    backbone = models.backbone("resnet50")
+    forced = dict(score_threshold=0.0, max_detections=args.detections) if args.detections > 0 else {}
+    return versions, backbone, backbone.maskrcnn(num_classes=NUM_CLASSES, **forced)
+
+
 class Ours:
     """Our prediction model, training model and RetinaNet-only model on the same inputs."""
 
     def __init__(self, args, image, boxes, labels, masks):
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         import keras
         import numpy as np
-        import tensorflow as tf
 
         from keras_maskrcnn import losses, models
 
         self.np = np
-        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-        keras.utils.set_random_seed(args.seed)
-        self.versions = f"keras {keras.__version__}, {keras.backend.backend()} {tf.__version__}"
-        backbone = models.backbone("resnet50")
-        forced = dict(score_threshold=0.0, max_detections=args.detections) if args.detections > 0 else {}
-        self.model = backbone.maskrcnn(num_classes=NUM_CLASSES, **forced)
+        self.versions, backbone, self.model = our_model(args)
         self.image_shape = image.shape[:2]
         self.inputs, self.targets, self.valid_rois = training_batch(args, backbone, image, boxes, labels, masks)
         self.train_model = None
@@ -358,15 +379,11 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
-    import numpy as np
-
     started = time.perf_counter()
     say(f"load average (1 min) before: {load1():.2f}   cores: {os.cpu_count()}")
-    image, boxes, labels, masks = make_data(args)
     results = {}
     with tempfile.TemporaryDirectory(prefix="compare-peers-") as folder:
-        data_path = os.path.join(folder, "data.npz")
-        np.savez(data_path, image=image, boxes=boxes, labels=labels, masks=masks)
+        data_path, image, boxes, labels, masks = save_data(args, folder)
         peer = peer_process(args.peer_python, data_path, args)
         try:
             ours = Ours(args, image, boxes, labels, masks)

@@ -40,10 +40,8 @@ import tempfile
 import time
 from types import SimpleNamespace
 
-from compare import LineProcess, add_peer_flags, check_peer_python, load1, make_data, peer_process, say
+from compare import LineProcess, add_peer_flags, check_peer_python, load1, our_model, peer_process, save_data, say
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-NUM_CLASSES = 80
 
 
 # --------------------------------------------------------------------------------------------
@@ -55,18 +53,9 @@ def serve_ours(args):
     from peers import serve
 
     def make():
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        import keras
         import numpy as np
-        import tensorflow as tf
 
-        from keras_maskrcnn import models
-
-        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-        keras.utils.set_random_seed(args.seed)
-        backbone = models.backbone("resnet50")
-        model = backbone.maskrcnn(num_classes=NUM_CLASSES, score_threshold=0.0, max_detections=args.detections)
+        versions, backbone, model = our_model(args)
         with np.load(args.data) as data:
             image = data["image"]
         batch = backbone.preprocess_image(np.repeat(image[None].astype(np.float32), args.batch, axis=0))
@@ -78,8 +67,7 @@ def serve_ours(args):
             return dict(seconds=seconds, cpu=cpu, detections=int(np.sum(np.asarray(outputs[3])[0] > -1)),
                         masks=list(np.asarray(outputs[-1]).shape))
 
-        info = dict(ready=True, versions=f"keras {keras.__version__}, tensorflow {tf.__version__}",
-                    batch=list(batch.shape))
+        info = dict(ready=True, versions=versions, batch=list(batch.shape))
         return info, {"infer": infer}
 
     return serve(make)
@@ -128,14 +116,10 @@ def configurations(args):
 
 def measure(config, args, folder):
     """Medians and peak memory of both sides for one configuration."""
-    import numpy as np
-
     height, width, batch, detections = config
     data_args = SimpleNamespace(seed=args.seed, height=height, width=width, objects=5,
                                 threads=args.threads, detections=detections, lr=1e-4)
-    image, boxes, labels, masks = make_data(data_args)
-    data_path = os.path.join(folder, f"data-{height}x{width}.npz")
-    np.savez(data_path, image=image, boxes=boxes, labels=labels, masks=masks)
+    data_path = save_data(data_args, folder, f"data-{height}x{width}.npz")[0]
     sides = {"ours": LineProcess([sys.executable, os.path.abspath(__file__), "--_child", "--_data", data_path,
                                   "--_batch", str(batch), "--_detections", str(detections),
                                   "--threads", str(args.threads), "--seed", str(args.seed)], name="our process")}
