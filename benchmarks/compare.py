@@ -58,6 +58,8 @@ import sys
 import tempfile
 import time
 
+from predict import load1
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_PEER_PYTHON = os.path.join(HERE, ".venv-peers", "bin", "python")
 PEER_SCRIPT = os.path.join(HERE, "peers.py")
@@ -70,13 +72,6 @@ GOALS = [
     ("training step, ours / torchvision", "train", 0.9),
     ("training step, ours with masks / our RetinaNet-only", "retina", 1.2),
 ]
-
-
-def load1():
-    try:
-        return os.getloadavg()[0]
-    except OSError:
-        return float("nan")
 
 
 def say(text=""):

@@ -49,6 +49,8 @@ import json
 import sys
 import time
 
+from predict import peak_rss_mb
+
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description="torchvision Mask R-CNN timing peer (JSON lines on stdin/stdout)")
@@ -168,13 +170,6 @@ class Peer:
         loss.backward()
         self.optimizer.step()
         return dict(loss=float(loss.detach()), losses={k: float(v.detach()) for k, v in losses.items()})
-
-
-def peak_rss_mb():
-    """Peak resident set size of this process in MB (ru_maxrss is in KB on Linux)."""
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def serve(make):

@@ -24,26 +24,11 @@ import statistics
 import sys
 import time
 
+from predict import count_mask_rows, make_image, setup_backend
+
 
 def load_average():
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
-def setup_backend(args):
-    """Seeds and threads; returns keras. Must run before any model is built."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
-
-    if args.backend_threads:
-        if keras.backend.backend() == "tensorflow":
-            import tensorflow as tf
-
-            tf.config.threading.set_intra_op_parallelism_threads(args.backend_threads)
-            tf.config.threading.set_inter_op_parallelism_threads(args.backend_threads)
-        else:
-            print(f"--backend-threads is not applied on the {keras.backend.backend()} backend", file=sys.stderr)
-    keras.utils.set_random_seed(args.seed)
-    return keras
 
 
 def build(args):
@@ -56,23 +41,6 @@ def build(args):
     reduced = backbone.maskrcnn(mixed_precision=args.policy, **options)
     reduced.set_weights(reference.get_weights())
     return backbone, reference, reduced
-
-
-def make_image(args, backbone):
-    """One random BGR image (1, height, width, 3), preprocessed for the backbone, float32."""
-    import numpy as np
-
-    rng = np.random.default_rng(args.seed)
-    image = rng.uniform(0.0, 255.0, size=(1, args.height, args.width, 3)).astype(np.float32)
-    return backbone.preprocess_image(image)
-
-
-def count_mask_rows(masks):
-    """Rows of masks (B, N, h, w, C) that are not all zero: the rows the mask head ran on."""
-    import numpy as np
-
-    masks = np.asarray(masks)
-    return int(np.sum(np.any(masks.reshape(masks.shape[0], masks.shape[1], -1) != 0, axis=-1)))
 
 
 def time_pairs(models, image, pairs, warmup):
