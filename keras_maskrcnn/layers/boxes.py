@@ -21,18 +21,36 @@ def bbox_transform_inv(anchors, deltas, mean=0.0, std=0.2):
     )
 
 
+def _number_or_four(value, name):
+    """A float, or a list of 4 floats (one per coordinate) when they differ."""
+    if isinstance(value, (int, float)):
+        return float(value)
+    values = [float(v) for v in value]
+    if len(values) != 4:
+        raise ValueError(f"RegressBoxes {name} takes one number or four, got {values}")
+    return values[0] if len(set(values)) == 1 else values
+
+
 @keras.saving.register_keras_serializable(package="keras_maskrcnn")
 class RegressBoxes(keras.layers.Layer):
-    """[anchors (B,A,4), regression (B,A,4)] -> boxes (B,A,4) float32, x1y1x2y2 in input pixels."""
+    """[anchors (B,A,4), regression (B,A,4)] -> boxes (B,A,4) float32, x1y1x2y2 in input pixels.
+
+    mean, std: the regression normalisation, one number or one per coordinate (keras-retinanet
+    saved four)."""
 
     def __init__(self, mean=0.0, std=0.2, **kwargs):
         super().__init__(**kwargs)
-        self.mean = float(mean)
-        self.std = float(std)
+        self.mean = _number_or_four(mean, "mean")
+        self.std = _number_or_four(std, "std")
 
     def call(self, inputs):
         anchors, regression = inputs
-        return bbox_transform_inv(anchors, regression, self.mean, self.std)
+        mean, std = self.mean, self.std
+        if isinstance(mean, list):
+            mean = ops.convert_to_tensor(mean, "float32")
+        if isinstance(std, list):
+            std = ops.convert_to_tensor(std, "float32")
+        return bbox_transform_inv(anchors, regression, mean, std)
 
     def compute_output_shape(self, input_shape):
         return input_shape[0]
@@ -45,13 +63,19 @@ class RegressBoxes(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="keras_maskrcnn")
 class ClipBoxes(keras.layers.Layer):
-    """[image (B,H,W,C), boxes (B,A,4)] -> boxes with x clipped to [0, W] and y to [0, H]."""
+    """[image (B,H,W,C), boxes (B,A,4)] -> boxes with x clipped to [0, W - margin] and y to
+    [0, H - margin]. margin 0 keeps boxes inside the image's continuous extent; keras-retinanet
+    1.0 clipped to the last pixel (margin 1)."""
+
+    def __init__(self, margin=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.margin = float(margin)
 
     def call(self, inputs):
         image, boxes = inputs
         shape = ops.shape(image)
-        height = ops.cast(shape[1], "float32")
-        width = ops.cast(shape[2], "float32")
+        height = ops.cast(shape[1], "float32") - self.margin
+        width = ops.cast(shape[2], "float32") - self.margin
         boxes = ops.cast(boxes, "float32")
         x1 = ops.clip(boxes[..., 0], 0.0, width)
         y1 = ops.clip(boxes[..., 1], 0.0, height)
@@ -61,3 +85,8 @@ class ClipBoxes(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return input_shape[1]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(margin=self.margin)
+        return config

@@ -23,6 +23,8 @@ class DetectionMasks(keras.layers.Layer):
 
     mask_model: maps pooled RoI features (R, 14, 14, C) to (R, 28, 28, num_classes). Inputs are
     not cast to this layer's dtype: boxes stay float32 and `roi_align` casts the features to its own.
+    With a `roi_align` that takes the image (crop_and_resize sampling) the inputs are
+    [boxes, scores, image, P3, ..., P7].
     """
 
     def __init__(self, mask_model, buckets=None, mask_dtype=None, roi_align=None, **kwargs):
@@ -41,12 +43,17 @@ class DetectionMasks(keras.layers.Layer):
         self.built = True
 
     def _masks_for_rows(self, rows, boxes, features):
+        """features: the inputs after boxes and scores (the image first if `roi_align` takes it)."""
         batch, count = ops.shape(boxes)[0], boxes.shape[1]
         num_classes = self.mask_model.output_shape[-1]
         height, width = self.mask_model.output_shape[1:3]
         outputs = []
         if rows:
-            pooled = self.roi_align([boxes[:, :rows]] + list(features))
+            features = list(features)
+            if self.roi_align.takes_image:
+                pooled = self.roi_align([features[0], boxes[:, :rows]] + features[1:])
+            else:
+                pooled = self.roi_align([boxes[:, :rows]] + features)
             flat = ops.reshape(pooled, (-1,) + tuple(pooled.shape[2:]))
             masks = ops.reshape(ops.cast(self.mask_model(flat), "float32"), (batch, rows, height, width, num_classes))
             outputs.append(masks)

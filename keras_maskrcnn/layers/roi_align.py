@@ -6,15 +6,21 @@ import keras
 from keras import ops
 
 
-def pyramid_level(boxes, canonical_size=224.0, canonical_level=1, num_levels=5):
-    """Pyramid level index (..., ) int32 of boxes (..., 4): floor(canonical_level + log2(sqrt(wh) / canonical_size)).
+def pyramid_level(boxes, canonical_size=224.0, canonical_level=1, num_levels=5, epsilon=0.0):
+    """Pyramid level index (..., ) int32 of boxes (..., 4):
+    floor(canonical_level + log2(sqrt(wh) / canonical_size + epsilon)).
 
     Index 0 is the finest level given to `RoiAlign` (P3); the result is clipped to [0, num_levels - 1].
+    keras-maskrcnn 0.2 used epsilon 1e-7 (Keras' fuzz factor); 0 takes sqrt(max(wh, 1e-12)) instead.
     """
     width = boxes[..., 2] - boxes[..., 0]
     height = boxes[..., 3] - boxes[..., 1]
-    size = ops.sqrt(ops.maximum(width * height, 1e-12))
-    level = ops.floor(canonical_level + ops.log(size / canonical_size) / math.log(2.0))
+    if epsilon:
+        ratio = ops.sqrt(ops.maximum(width * height, 0.0)) / canonical_size + epsilon
+        level = ops.floor(canonical_level + ops.log(ratio) / ops.log(ops.convert_to_tensor(2.0, "float32")))
+    else:
+        size = ops.sqrt(ops.maximum(width * height, 1e-12))
+        level = ops.floor(canonical_level + ops.log(size / canonical_size) / math.log(2.0))
     return ops.cast(ops.clip(level, 0, num_levels - 1), "int32")
 
 
@@ -39,6 +45,30 @@ def _sample_axis(start, length, extent, bins, sampling_ratio):
     return ops.cast(low, "int32"), ops.cast(high, "int32"), (1.0 - frac) * inside, frac * inside
 
 
+def _crop_and_resize_axis(start, end, image_extent, extent, bins):
+    """Sample coordinates along one axis as keras-maskrcnn 0.2 placed them with
+    `tf.image.crop_and_resize`: one sample per output cell, the first on start * f and the last on
+    end * f - 1, f = extent / image_extent (feature cells per input pixel); a sample outside
+    [0, extent - 1] is zero.
+
+    start, end: (B, N) box edges in input pixels; image_extent: float input size; extent: (B, N)
+    float feature size. Returns low, high (int32), low weight, high weight, all (B, N, bins).
+    """
+    factor = extent / image_extent
+    # The normalised box crop_and_resize was given, then its own sample formula, in float32.
+    first = start * factor / (extent - 1.0)
+    last = (end * factor - 1.0) / (extent - 1.0)
+    span = (last - first) * (extent - 1.0) / (bins - 1)
+    coords = first[..., None] * (extent[..., None] - 1.0) + ops.arange(bins, dtype="float32") * span[..., None]
+    coords = ops.where(ops.isfinite(coords), coords, -1.0)  # a level of one cell: 0 / 0 above
+    extent = extent[..., None]
+    inside = ops.cast(ops.logical_and(coords >= 0.0, coords <= extent - 1.0), "float32")
+    low = ops.clip(ops.floor(coords), 0.0, extent - 1.0)
+    high = ops.minimum(low + 1.0, extent - 1.0)
+    frac = (coords - ops.floor(coords)) * inside
+    return ops.cast(low, "int32"), ops.cast(high, "int32"), (1.0 - frac) * inside, frac
+
+
 @keras.saving.register_keras_serializable(package="keras_maskrcnn")
 class RoiAlign(keras.layers.Layer):
     """[boxes (B,N,4), P3, ..., P7 (B,H_l,W_l,C)] -> (B, N, crop_h, crop_w, C).
@@ -49,22 +79,40 @@ class RoiAlign(keras.layers.Layer):
     outside the map count as zero. All levels are flattened into one table and every bilinear
     corner of every box is fetched in a single gather.
 
+    sampling="crop_and_resize" is keras-maskrcnn 0.2's RoIAlign, for the models it trained: the
+    inputs are then [image (B,H,W,C), boxes, P3, ..., P7] (the input size places the samples), one
+    bilinear sample per output bin (no averaging), boxes mapped as `_crop_and_resize_axis` says,
+    and the level is floor(1 + log2(sqrt(wh) / 224 + 1e-7)). Still one gather for all levels.
+
     Under a mixed dtype policy the features are gathered and averaged in the compute dtype (the
     output's dtype), while boxes, level choice and sample positions stay float32: inputs are not
     cast by Keras, the layer casts each itself.
     """
 
+    SAMPLINGS = ("aligned", "crop_and_resize")
+
     def __init__(self, crop_size=(14, 14), sampling_ratio=2, strides=(8, 16, 32, 64, 128),
-                 canonical_size=224.0, canonical_level=1, **kwargs):
+                 canonical_size=224.0, canonical_level=1, sampling="aligned", **kwargs):
         super().__init__(**kwargs)
+        if sampling not in self.SAMPLINGS:
+            raise ValueError(f"RoiAlign sampling must be one of {self.SAMPLINGS}, got {sampling!r}")
         self.autocast = False
+        self.sampling = sampling
         self.crop_size = tuple(int(c) for c in crop_size)
         self.sampling_ratio = int(sampling_ratio)
         self.strides = tuple(int(s) for s in strides)
         self.canonical_size = float(canonical_size)
         self.canonical_level = int(canonical_level)
 
+    @property
+    def takes_image(self):
+        """Whether the inputs start with the image (crop_and_resize sampling)."""
+        return self.sampling == "crop_and_resize"
+
     def call(self, inputs):
+        if self.takes_image:
+            image_shape = ops.shape(inputs[0])
+            inputs = inputs[1:]
         boxes, features = inputs[0], list(inputs[1:])
         if len(features) != len(self.strides):
             raise ValueError(f"RoiAlign expects {len(self.strides)} feature maps, got {len(features)}")
@@ -89,19 +137,31 @@ class RoiAlign(keras.layers.Layer):
         per_image = ops.sum(sizes)
         table = ops.reshape(table, (-1, channels))
 
-        level = pyramid_level(boxes, self.canonical_size, self.canonical_level, len(self.strides))
-        scale = ops.take(ops.convert_to_tensor([1.0 / s for s in self.strides], dtype="float32"), level)
+        crop_h, crop_w = self.crop_size
+        if self.takes_image:
+            level = pyramid_level(boxes, self.canonical_size, self.canonical_level, len(self.strides), epsilon=1e-7)
+        else:
+            level = pyramid_level(boxes, self.canonical_size, self.canonical_level, len(self.strides))
         level_height = ops.take(heights, level)
         level_width = ops.take(widths, level)
         base = ops.take(offsets, level) + ops.arange(batch, dtype="int32")[:, None] * per_image
-
-        crop_h, crop_w = self.crop_size
-        y_low, y_high, wy_low, wy_high = _sample_axis(
-            boxes[..., 1] * scale, (boxes[..., 3] - boxes[..., 1]) * scale,
-            ops.cast(level_height, "float32"), crop_h, self.sampling_ratio)
-        x_low, x_high, wx_low, wx_high = _sample_axis(
-            boxes[..., 0] * scale, (boxes[..., 2] - boxes[..., 0]) * scale,
-            ops.cast(level_width, "float32"), crop_w, self.sampling_ratio)
+        if self.takes_image:
+            ratio = 1
+            image_height = ops.cast(image_shape[1], "float32")
+            image_width = ops.cast(image_shape[2], "float32")
+            y_low, y_high, wy_low, wy_high = _crop_and_resize_axis(
+                boxes[..., 1], boxes[..., 3], image_height, ops.cast(level_height, "float32"), crop_h)
+            x_low, x_high, wx_low, wx_high = _crop_and_resize_axis(
+                boxes[..., 0], boxes[..., 2], image_width, ops.cast(level_width, "float32"), crop_w)
+        else:
+            ratio = self.sampling_ratio
+            scale = ops.take(ops.convert_to_tensor([1.0 / s for s in self.strides], dtype="float32"), level)
+            y_low, y_high, wy_low, wy_high = _sample_axis(
+                boxes[..., 1] * scale, (boxes[..., 3] - boxes[..., 1]) * scale,
+                ops.cast(level_height, "float32"), crop_h, ratio)
+            x_low, x_high, wx_low, wx_high = _sample_axis(
+                boxes[..., 0] * scale, (boxes[..., 2] - boxes[..., 0]) * scale,
+                ops.cast(level_width, "float32"), crop_w, ratio)
 
         # Rows and columns of the (2 * samples_y) x (2 * samples_x) grid of bilinear corners.
         rows = ops.stack([y_low, y_high], axis=-1)
@@ -113,14 +173,13 @@ class RoiAlign(keras.layers.Layer):
             + rows[:, :, :, :, None, None] * level_width[:, :, None, None, None, None]
             + cols[:, :, None, None, :, :]
         )
-        taps_y = 2 * self.sampling_ratio
-        taps_x = 2 * self.sampling_ratio
+        taps_y = taps_x = 2 * ratio
         corners = ops.take(table, ops.reshape(index, (-1,)), axis=0)
         corners = ops.reshape(corners, (batch, num_boxes, crop_h, taps_y, crop_w, taps_x, channels))
         # Every output bin is a weighted sum of its taps_y x taps_x corners: weight the columns,
         # then the rows (two contractions, no taps_y x taps_x weight grid, no 2-axis reduction).
-        col_weights = ops.reshape(col_weights, (batch, num_boxes, crop_w, taps_x)) / self.sampling_ratio
-        row_weights = ops.reshape(row_weights, (batch, num_boxes, crop_h, taps_y)) / self.sampling_ratio
+        col_weights = ops.reshape(col_weights, (batch, num_boxes, crop_w, taps_x)) / ratio
+        row_weights = ops.reshape(row_weights, (batch, num_boxes, crop_h, taps_y)) / ratio
         if keras.backend.backend() == "jax":
             # The same contractions as einsums: on TensorFlow the multiply-and-sum below is faster,
             # but XLA on CPU (jax 0.10) crashes with a segmentation fault computing its gradient.
@@ -131,6 +190,8 @@ class RoiAlign(keras.layers.Layer):
         return ops.sum(ops.sum(corners * col_weights, axis=5) * row_weights, axis=3)
 
     def compute_output_shape(self, input_shape):
+        if self.takes_image:
+            input_shape = input_shape[1:]
         boxes_shape, feature_shape = input_shape[0], input_shape[1]
         return (boxes_shape[0], boxes_shape[1], self.crop_size[0], self.crop_size[1], feature_shape[-1])
 
@@ -142,5 +203,6 @@ class RoiAlign(keras.layers.Layer):
             strides=list(self.strides),
             canonical_size=self.canonical_size,
             canonical_level=self.canonical_level,
+            sampling=self.sampling,
         )
         return config

@@ -392,3 +392,52 @@ def test_get_config_round_trip():
                      canonical_level=1)
     clone = RoiAlign.from_config(layer.get_config())
     assert clone.get_config() == layer.get_config()
+
+
+# ----------------------------------------------------------------------------------------------
+# crop_and_resize sampling (keras-maskrcnn 0.2) against tf.image.crop_and_resize itself
+# ----------------------------------------------------------------------------------------------
+def crop_and_resize_reference(image_shape, boxes, features, crop_size=14):
+    """keras-maskrcnn 0.2's RoiAlign computed with the op it called: each box (x1y1x2y2 pixels) goes
+    to level floor(1 + log2(sqrt(wh) / 224 + 1e-7)) in [0, 4], is normalised to
+    (y1 / H * h / (h - 1), x1 / W * w / (w - 1), (y2 / H * h - 1) / (h - 1), (x2 / W * w - 1) / (w - 1))
+    with h, w the level's size and H, W the input's, and cropped by tf.image.crop_and_resize."""
+    tf = pytest.importorskip("tensorflow")
+    height, width = image_shape
+    batch, count = boxes.shape[:2]
+    out = np.zeros((batch, count, crop_size, crop_size, features[0].shape[-1]), dtype=np.float32)
+    for b in range(batch):
+        for n, (x1, y1, x2, y2) in enumerate(boxes[b].astype(np.float32)):
+            size = np.sqrt(np.float32(max((x2 - x1) * (y2 - y1), 0.0)))
+            level = int(np.clip(np.floor(1 + np.log2(size / np.float32(224) + np.float32(1e-7))), 0, 4))
+            h, w = features[level].shape[1:3]
+            normalised = [y1 / height * h / (h - 1), x1 / width * w / (w - 1),
+                          (y2 / height * h - 1) / (h - 1), (x2 / width * w - 1) / (w - 1)]
+            out[b, n] = tf.image.crop_and_resize(features[level][b:b + 1], [normalised], [0],
+                                                 (crop_size, crop_size)).numpy()[0]
+    return out
+
+
+@pytest.mark.parametrize("image_shape", [(256, 320), (250, 301)])
+def test_crop_and_resize_sampling_matches_tf_crop_and_resize(image_shape):
+    rng = np.random.default_rng(5)
+    shapes = [(-(-image_shape[0] // s), -(-image_shape[1] // s)) for s in STRIDES]
+    features = [rng.uniform(-1, 1, size=(2, h, w, 6)).astype(np.float32) for h, w in shapes]
+    boxes = _boxes(rng, count=48)
+    image = np.zeros((2,) + image_shape + (3,), dtype=np.float32)
+    layer = RoiAlign(sampling="crop_and_resize")
+    got = keras.ops.convert_to_numpy(layer([image, boxes] + features))
+    assert got.shape == (2, 48, 14, 14, 6)
+    expected = crop_and_resize_reference(image_shape, boxes, features)
+    assert 0.25 < np.mean(expected != 0) < 0.9, "many samples inside, many extrapolated to zero"
+    err, (b, n, i, j, c) = _max_error(got, expected)
+    assert err <= 1e-4, (f"max abs error {err:.3g} at image {b} box {n} {boxes[b, n].tolist()} bin ({i}, {j}): "
+                         f"expected {expected[b, n, i, j, c]!r}, got {got[b, n, i, j, c]!r}")
+
+
+def test_sampling_is_checked_and_round_trips():
+    with pytest.raises(ValueError, match="sampling must be one of"):
+        RoiAlign(sampling="nearest")
+    layer = RoiAlign(sampling="crop_and_resize")
+    assert layer.takes_image
+    assert RoiAlign.from_config(layer.get_config()).sampling == "crop_and_resize"

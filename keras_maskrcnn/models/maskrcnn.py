@@ -28,42 +28,67 @@ FILTER_DEFAULTS = dict(
     max_detections=100, pre_nms_top_k=1000,
 )
 
+# What keras-maskrcnn 0.2 did differently after the backbone: RoIAlign by crop_and_resize, boxes
+# clipped to the last pixel (keras-retinanet 1.0's ClipBoxes).
+LEGACY_SETTINGS = dict(roi_align=dict(sampling="crop_and_resize"), clip_margin=1.0)
 
-def mask_outputs(boxes, features, mask_model, mask_dtype=None):
-    """Masks (B, N, 28, 28, num_classes) for every one of boxes (B, N, 4) in input pixels."""
-    pooled = layers.RoiAlign(name="roi_align")([boxes] + list(features))
+
+def mask_outputs(boxes, features, mask_model, mask_dtype=None, roi_align=None, image=None):
+    """Masks (B, N, 28, 28, num_classes) for every one of boxes (B, N, 4) in input pixels.
+
+    roi_align: a `RoiAlign` config (default: the default layer); one that takes the image needs `image`."""
+    roi_align = layers.RoiAlign.from_config(dict(roi_align or {}, name="roi_align"))
+    pooled = roi_align(([image] if roi_align.takes_image else []) + [boxes] + list(features))
     flat = layers.FlattenRois(name="roi_flatten")(pooled)
     return layers.UnflattenRois(dtype_out=mask_dtype, name="masks")([mask_model(flat), pooled])
 
 
-def _mask_submodel(model):
-    """The mask head of a training model (a layer of its own) or of a prediction model (inside `masks`)."""
+def _mask_parts(model):
+    """(mask head, RoiAlign config) of a training model (layers of their own) or of a prediction
+    model (inside `masks`)."""
     try:
-        return model.get_layer("mask_submodel")
+        return model.get_layer("mask_submodel"), model.get_layer("roi_align").get_config()
     except ValueError:
         masks = model.get_layer("masks")
         if not isinstance(masks, layers.DetectionMasks):
             raise
-        return masks.mask_model
+        return masks.mask_model, masks.roi_align.get_config()
+
+
+def box_settings(model):
+    """The box decoding of a model built here: dict(clip_margin[, regression_mean, regression_std]),
+    read from its `clipped_boxes` and `boxes` layers. A training model has neither: there keras-maskrcnn
+    0.2's RoIAlign sampling stands for its ClipBoxes (margin 1), and the regression keeps the defaults."""
+    try:
+        clip, regress = model.get_layer("clipped_boxes"), model.get_layer("boxes")
+        return dict(clip_margin=clip.margin, regression_mean=regress.mean, regression_std=regress.std)
+    except ValueError:
+        _, roi_align = _mask_parts(model)
+        return dict(clip_margin=1.0 if roi_align.get("sampling") == "crop_and_resize" else 0.0)
 
 
 def _parts(model):
-    """(image, [P3..P7], regression, classification, mask_submodel) of a model built here."""
+    """(image, [P3..P7], regression, classification, mask_submodel, RoiAlign config) of a model built here."""
     try:
         features = [model.get_layer(level).output for level in PYRAMID_LEVELS]
         regression = model.get_layer("regression").output
         classification = model.get_layer("classification").output
-        mask_model = _mask_submodel(model)
+        mask_model, roi_align = _mask_parts(model)
     except ValueError as error:
         raise ValueError(f"model {model.name!r} is not a keras_maskrcnn model: {error}") from None
-    return model.inputs[0], features, regression, classification, mask_model
+    return model.inputs[0], features, regression, classification, mask_model, roi_align
 
 
 def _prediction_graph(image, features, regression, classification, mask_model, anchor_params=None,
-                      mask_dtype=None, name="maskrcnn", **filter_kwargs):
+                      mask_dtype=None, name="maskrcnn", roi_align=None, clip_margin=0.0, regression_mean=0.0,
+                      regression_std=0.2, **filter_kwargs):
     options = dict(FILTER_DEFAULTS, **filter_kwargs)
-    boxes, scores, labels = detections(image, features, regression, classification, anchor_params, **options)
-    masks = layers.DetectionMasks(mask_model, mask_dtype=mask_dtype, name="masks")([boxes, scores] + list(features))
+    boxes, scores, labels = detections(image, features, regression, classification, anchor_params,
+                                       clip_margin=clip_margin, regression_mean=regression_mean,
+                                       regression_std=regression_std, **options)
+    roi_align = layers.RoiAlign.from_config(dict(roi_align or {}, name="roi_align"))
+    inputs = [boxes, scores] + ([image] if roi_align.takes_image else []) + list(features)
+    masks = layers.DetectionMasks(mask_model, mask_dtype=mask_dtype, roi_align=roi_align, name="masks")(inputs)
     return keras.Model(
         inputs=image, outputs=[regression, classification, boxes, scores, labels, masks], name=name
     )
@@ -71,7 +96,7 @@ def _prediction_graph(image, features, regression, classification, mask_model, a
 
 def maskrcnn(inputs, backbone_layers, num_classes, anchor_params=None, mask_dtype=None,
              prior_probability=0.01, feature_size=256, mask_feature_size=256, name="maskrcnn",
-             mixed_precision=None, **filter_kwargs):
+             mixed_precision=None, legacy=False, **filter_kwargs):
     """Prediction model: image (B,H,W,3) -> [regression (B,A,4), classification (B,A,C),
     boxes (B,N,4), scores (B,N), labels (B,N) int32, masks (B,N,28,28,C)].
 
@@ -85,13 +110,19 @@ def maskrcnn(inputs, backbone_layers, num_classes, anchor_params=None, mask_dtyp
     else "mixed_bfloat16"), "mixed_bfloat16" or "mixed_float16": the dtype policy the layers are
     built under (the global policy is restored afterwards). Build backbone_layers under the same
     policy (`Backbone.maskrcnn` does). Outputs keep the dtypes above whatever the policy.
+    legacy: keras-maskrcnn 0.2's layers after the backbone (`LEGACY_SETTINGS` and its mask head's
+    layer names), for the models it trained. filter_kwargs may also hold roi_align (a `RoiAlign`
+    config), clip_margin, regression_mean and regression_std.
     """
     anchor_params = anchor_params or AnchorParameters.default
+    if legacy:
+        filter_kwargs = dict(LEGACY_SETTINGS, **filter_kwargs)
     with policy_scope(resolve_policy(mixed_precision)):
         features = pyramid_features(*backbone_layers, feature_size=feature_size)
         regression, classification = retinanet_outputs(features, num_classes, anchor_params.num_anchors(),
                                                        prior_probability, feature_size)
-        mask_model = mask_submodel(num_classes, pyramid_feature_size=feature_size, feature_size=mask_feature_size)
+        mask_model = mask_submodel(num_classes, pyramid_feature_size=feature_size, feature_size=mask_feature_size,
+                                   last_conv_name="roi_mask_features" if legacy else "roi_mask_4")
         return _prediction_graph(inputs, features, regression, classification, mask_model, anchor_params,
                                  mask_dtype, name, **filter_kwargs)
 
@@ -103,21 +134,23 @@ def training_model(model, name="maskrcnn_training"):
     pixels. Outputs, named for the losses: regression (B,A,4), classification (B,A,C),
     masks (B,M,28,28,C). New layers take the dtype policy of `model`'s layers.
     """
-    image, features, regression, classification, mask_model = _parts(model)
+    image, features, regression, classification, mask_model, roi_align = _parts(model)
     with policy_scope(model_policy(model)):
         rois = keras.Input(shape=(None, 4), name="rois")
-        masks = mask_outputs(rois, features, mask_model)
+        masks = mask_outputs(rois, features, mask_model, roi_align=roi_align, image=image)
         return keras.Model(inputs=[image, rois], outputs=[regression, classification, masks], name=name)
 
 
 def prediction_model(model, anchor_params=None, mask_dtype=None, name="maskrcnn", **filter_kwargs):
-    """Prediction model sharing every weight of `model` (a training or prediction model built here).
+    """Prediction model sharing every weight of `model` (a training or prediction model built here),
+    with its RoIAlign and box decoding (`box_settings`) unless filter_kwargs say otherwise.
 
     New layers take the dtype policy of `model`'s layers."""
-    image, features, regression, classification, mask_model = _parts(model)
+    image, features, regression, classification, mask_model, roi_align = _parts(model)
+    filter_kwargs = dict(box_settings(model), **filter_kwargs)
     with policy_scope(model_policy(model)):
         return _prediction_graph(image, features, regression, classification, mask_model, anchor_params,
-                                 mask_dtype, name, **filter_kwargs)
+                                 mask_dtype, name, roi_align=roi_align, **filter_kwargs)
 
 
 def is_training_model(model):

@@ -110,12 +110,13 @@ def retinanet(inputs, backbone_layers, num_classes, anchor_params=None, prior_pr
 
 def detections(image, features, regression, classification, anchor_params=None, nms=True,
                class_specific_filter=True, score_threshold=0.05, nms_threshold=0.5, max_detections=100,
-               pre_nms_top_k=1000):
+               pre_nms_top_k=1000, clip_margin=0.0, regression_mean=0.0, regression_std=0.2):
     """Decoded, filtered detections: [boxes (B,N,4) float32, scores (B,N) float32, labels (B,N) int32]
-    in input pixels. These layers compute in float32 whatever the global dtype policy."""
+    in input pixels. These layers compute in float32 whatever the global dtype policy.
+    clip_margin, regression_mean, regression_std: see `ClipBoxes` and `RegressBoxes`."""
     anchors = layers.Anchors(anchor_params, dtype="float32", name="anchors")(features)
-    boxes = layers.RegressBoxes(dtype="float32", name="boxes")([anchors, regression])
-    boxes = layers.ClipBoxes(dtype="float32", name="clipped_boxes")([image, boxes])
+    boxes = layers.RegressBoxes(regression_mean, regression_std, dtype="float32", name="boxes")([anchors, regression])
+    boxes = layers.ClipBoxes(clip_margin, dtype="float32", name="clipped_boxes")([image, boxes])
     return layers.FilterDetections(
         nms=nms,
         class_specific_filter=class_specific_filter,
