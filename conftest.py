@@ -35,3 +35,41 @@ def no_model_building(monkeypatch):
         raise AssertionError("a model was built before the arguments were checked")
 
     monkeypatch.setattr(Backbone, "maskrcnn", refuse)
+
+
+@pytest.fixture(scope="session")
+def legacy_h5(tmp_path_factory):
+    """Old-format `.h5` files written by tests/legacy_h5_writer.py from models rebuilt here
+    (ResNet50, 3 classes, anchors with 4 ratios as keras-retinanet's test config has them):
+    dict(model, maskrcnn (layout -> path), retinanet_inference, retinanet_training, image, outputs,
+    expected: an .npz of image, boxes, scores, labels, masks for other processes).
+    The final classification conv is scaled so that random weights give detections on `image`."""
+    import numpy as np
+
+    from keras_maskrcnn.models.legacy import legacy_maskrcnn, legacy_retinanet_bbox
+    from keras_maskrcnn.utils.anchors import AnchorParameters
+    from tests.legacy_h5_writer import LAYOUTS, write_legacy_h5
+
+    root = tmp_path_factory.mktemp("legacy")
+    anchors = AnchorParameters(ratios=(0.5, 1, 2, 3), scales=(1, 1.2, 1.6))
+    rng = np.random.default_rng(0)
+
+    def informative(model):
+        head = model.get_layer("classification_submodel").get_layer("pyramid_classification")
+        kernel, bias = head.get_weights()
+        head.set_weights([kernel * 2.5, np.full_like(bias, -3.5)])
+        return model
+
+    model = informative(legacy_maskrcnn(3, anchor_params=anchors))
+    image = rng.uniform(-120, 140, size=(1, 96, 128, 3)).astype("float32")
+    files = {layout: write_legacy_h5(model, str(root / f"maskrcnn_{layout}.h5"), layout) for layout in LAYOUTS}
+    boxes = informative(legacy_retinanet_bbox(3, anchor_params=anchors))
+    inference = write_legacy_h5(boxes, str(root / "retinanet_inference.h5"), "tf-keras")
+    training = write_legacy_h5(boxes, str(root / "retinanet_training.h5"), "keras-2.2",
+                               drop_layers=("filtered_detections",))
+    outputs = model.predict_on_batch(image)
+    expected = str(root / "expected.npz")
+    np.savez(expected, image=image, boxes=outputs[-4], scores=outputs[-3], labels=outputs[-2], masks=outputs[-1])
+    return dict(model=model, maskrcnn=files, retinanet=boxes, retinanet_inference=inference,
+                retinanet_training=training, image=image, outputs=outputs, expected=expected,
+                retinanet_outputs=boxes.predict_on_batch(image))

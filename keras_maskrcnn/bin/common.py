@@ -9,6 +9,7 @@ import os
 import sys
 
 IMAGE_EXTENSIONS = (".bmp", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
+MODEL_HELP = "model file: a .keras file written by maskrcnn-train, or an .h5 model of keras-maskrcnn 0.2"
 
 
 def _number_type(name, convert, noun, valid, requirement, doc):
@@ -84,9 +85,9 @@ def dataset_subparsers(parser, coco_model=False, csv_model=False, coco_set=None,
     if val_annotations:
         csv.add_argument("--val-annotations", help="CSV file of validation annotations (same classes)")
     if coco_model:
-        coco.add_argument("model", help="model file (.keras) written by maskrcnn-train")
+        coco.add_argument("model", help=MODEL_HELP)
     if csv_model:
-        csv.add_argument("model", help="model file (.keras) written by maskrcnn-train")
+        csv.add_argument("model", help=MODEL_HELP)
     return [coco, csv]
 
 
@@ -133,6 +134,29 @@ def apply_model_defaults(args, metadata):
     args.image_min_side = args.image_min_side or metadata.get("image_min_side") or 800
     args.image_max_side = args.image_max_side or metadata.get("image_max_side") or 1333
     args.pad_multiple = args.pad_multiple or metadata.get("pad_multiple") or 32
+
+
+def model_metadata(parser, path):
+    """`read_metadata` of a model file; parser.error when it is an .h5 file that no tool can open."""
+    from ..models import read_metadata
+
+    try:
+        return read_metadata(path)
+    except ValueError as error:
+        parser.error(str(error))
+
+
+def require_masks(parser, model, path):
+    """parser.error unless `model` outputs masks (keras-retinanet files give boxes only)."""
+    if len(model.outputs) < 6:
+        parser.error(f"{path!r} is a keras-retinanet model without a mask head; {parser.prog} needs masks")
+
+
+def model_classes(metadata):
+    """How many classes a model file's metadata says it predicts, or None."""
+    if metadata.get("classes") is not None:
+        return len(metadata["classes"])
+    return metadata.get("legacy", {}).get("num_classes")
 
 
 def select_gpu(gpu):

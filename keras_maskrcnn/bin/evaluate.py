@@ -6,7 +6,7 @@
 
 import argparse
 
-from ..models import load_model, read_metadata
+from ..models import load_model
 from ..models.backbone import backbone as get_backbone
 from . import common
 
@@ -36,7 +36,7 @@ def parse_args(args):
     args = parser.parse_args(common.argv(args))
     common.check_dataset(parser, args)
     common.check_file(parser, args.model, "model file")
-    args.metadata = read_metadata(args.model)
+    args.metadata = common.model_metadata(parser, args.model)
     common.apply_model_defaults(args, args.metadata)
     if args.config is not None:
         common.check_file(parser, args.config, "config file")
@@ -63,9 +63,9 @@ def main(args=None):
     anchor_params = common.anchor_parameters(parser, args.config)
     backbone = get_backbone(args.backbone)
     generator = common.create_generator(parser, args, backbone, shuffle_groups=False, anchor_params=anchor_params)
-    classes = args.metadata.get("classes")
-    if classes is not None and len(classes) != generator.num_classes():
-        parser.error(f"model {args.model!r} predicts {len(classes)} classes, the data set has {generator.num_classes()}")
+    count = common.model_classes(args.metadata)
+    if count is not None and count != generator.num_classes():
+        parser.error(f"model {args.model!r} predicts {count} classes, the data set has {generator.num_classes()}")
 
     print("Loading model, this may take a second...")
     try:
@@ -74,6 +74,7 @@ def main(args=None):
                            score_threshold=args.score_threshold, max_detections=args.max_detections)
     except ValueError as error:
         parser.error(str(error))
+    common.require_masks(parser, model, args.model)
 
     if args.dataset_type == "coco":
         from ..utils.coco_eval import evaluate_coco

@@ -15,7 +15,7 @@ import os
 
 import cv2
 
-from ..models import load_model, read_metadata
+from ..models import load_model
 from ..models.backbone import backbone as get_backbone
 from ..utils.eval import encode_masks, predict_image, progress
 from ..utils.image import image_size, read_image_bgr, resize_image
@@ -32,7 +32,7 @@ def parse_args(args):
         prog="maskrcnn-predict",
         description="Detect and segment objects in images with a trained Mask R-CNN; writes an overlay "
                     f"PNG per image and {RESULTS_NAME} (COCO results with RLE masks) to --output-dir.")
-    parser.add_argument("model", help="model file (.keras) written by maskrcnn-train")
+    parser.add_argument("model", help=common.MODEL_HELP)
     parser.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR", help="image files, or folders of images")
     parser.add_argument("--output-dir", required=True, help="folder for the pictures and results.json")
     flags = common.FlagAdder(parser, [])
@@ -46,7 +46,7 @@ def parse_args(args):
     common.add_pad_multiple(flags)
     args = parser.parse_args(common.argv(args))
     common.check_file(parser, args.model, "model file")
-    args.metadata = read_metadata(args.model)
+    args.metadata = common.model_metadata(parser, args.model)
     common.apply_model_defaults(args, args.metadata)
     args.files = common.image_files(parser, args.images)
     for path in args.files:
@@ -114,6 +114,7 @@ def main(args=None):
                            max_detections=args.max_detections, mixed_precision=args.mixed_precision or None)
     except ValueError as error:
         parser.error(str(error))
+    common.require_masks(parser, model, args.model)
     classes = args.metadata.get("classes") or []
 
     def label_to_name(label):

@@ -40,8 +40,9 @@ def parse_args(args):
     flags = common.FlagAdder(parser, subparsers)
     flags.exclusive(
         (("--snapshot",), dict(help="resume training from a snapshot written by maskrcnn-train")),
-        (("--weights",), dict(help="initialise from a .keras model, or an .h5 weights file, by layer name "
-                                   "(layers whose shapes differ are skipped)")),
+        (("--weights",), dict(help="initialise from a .keras model, an .h5 weights file, or an .h5 model of "
+                                   "keras-maskrcnn 0.2 / keras-retinanet 1.0 / keras-resnet (their architecture "
+                                   "is rebuilt), by layer name (layers whose shapes differ are skipped)")),
         (("--imagenet-weights",), dict(action="store_true",
                                        help="initialise the backbone with ImageNet weights (downloads them)")),
         (("--no-weights",), dict(action="store_true",
@@ -117,10 +118,18 @@ def check_args(parser, args):
              if value]
     if len(given) > 1:
         parser.error(f"argument {given[1]}: not allowed with argument {given[0]}")
+    args.old_weights = None
     if args.weights is not None:
         common.check_file(parser, args.weights, "weights file")
         if not args.weights.endswith(WEIGHT_EXTENSIONS):
             parser.error(f"weights file {args.weights!r} must be a .keras model or an .h5 weights file")
+        args.old_weights = old_weights_file(parser, args.weights)
+        if args.old_weights is not None:
+            if args.backbone is None:
+                args.backbone = args.old_weights.backbone
+            elif args.backbone != args.old_weights.backbone:
+                parser.error(f"weights file {args.weights!r} holds a {args.old_weights.backbone} backbone, "
+                             f"not --backbone {args.backbone}")
     if args.snapshot is not None:
         common.check_file(parser, args.snapshot, "snapshot")
         args.metadata = read_metadata(args.snapshot)
@@ -150,6 +159,26 @@ def check_args(parser, args):
     if args.config is not None:
         common.check_file(parser, args.config, "config file")
     return args
+
+
+def old_weights_file(parser, path):
+    """The `LegacyFile` of an .h5 model written by keras-maskrcnn 0.2, keras-retinanet 1.0 or
+    keras-resnet 0.2 (arrays not read yet); None for .keras files and Keras 3's own .h5 files;
+    parser.error for other .h5 files."""
+    from ..models.legacy_h5 import LegacyFile
+
+    if not path.endswith((".h5", ".hdf5")) or path.endswith(".weights.h5"):
+        return None
+    try:
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            version = f.attrs.get("keras_version", b"")
+        if (version.decode() if isinstance(version, bytes) else str(version)).startswith("3."):
+            return None
+        return LegacyFile(path, arrays=False)
+    except (OSError, ValueError) as error:
+        parser.error(f"--weights: {error}")
 
 
 def create_generators(parser, args, backbone, anchor_params):
@@ -231,9 +260,37 @@ def quicken_batch_normalization(model, momentum=0.9):
             layer.momentum = min(layer.momentum, momentum)
 
 
+def load_old_weights(model, path):
+    """Initialises `model` from an old .h5 file by layer name and prints what was loaded and skipped."""
+    from ..models.legacy import load_weights_by_name
+    from ..models.legacy_h5 import LegacyFile
+
+    legacy = LegacyFile(path)
+    loaded, skipped, missing = load_weights_by_name(model, legacy, skip_mismatch=True)
+    print(f"Loaded the weights of {len(loaded)} layers from {legacy.describe()}")
+    for name, reason in skipped:
+        print(f"  skipped {name}: {reason}; it starts fresh")
+    if missing:
+        print(f"  not in the file, starting fresh: {len(missing)} layers ({', '.join(missing[:6])}"
+              f"{', ...' if len(missing) > 6 else ''})")
+
+
 def create_models(parser, args, backbone, num_classes, anchor_params):
-    """(compiled training model, prediction model) sharing their weights."""
+    """(compiled training model, prediction model) sharing their weights. With an old .h5 file as
+    --weights, the architecture is that of keras-maskrcnn 0.2 (keras-resnet backbone, its RoIAlign)."""
     weights = "imagenet" if args.imagenet_weights else None
+    if args.old_weights is not None:
+        from ..models.legacy import legacy_maskrcnn
+        from ..utils.precision import policy_scope, resolve_policy
+
+        with policy_scope(resolve_policy(args.mixed_precision or None)):
+            model = legacy_maskrcnn(num_classes, args.backbone, freeze_backbone=args.freeze_backbone,
+                                    anchor_params=anchor_params, class_specific_filter=args.class_specific_filter,
+                                    max_detections=args.max_detections, feature_size=args.feature_size,
+                                    mask_feature_size=args.mask_feature_size,
+                                    mixed_precision=args.mixed_precision or None)
+        load_old_weights(model, args.weights)
+        return _compiled(args, model, anchor_params)
     try:
         model = backbone.maskrcnn(num_classes, weights=weights, freeze_backbone=args.freeze_backbone,
                                   freeze_bn=True if args.weights else None, anchor_params=anchor_params,
@@ -249,6 +306,11 @@ def create_models(parser, args, backbone, num_classes, anchor_params):
         load_weights(parser, model, args.weights)
     elif weights is None:
         quicken_batch_normalization(model)
+    return _compiled(args, model, anchor_params)
+
+
+def _compiled(args, model, anchor_params):
+    """(compiled training model, prediction model) of a freshly built prediction model."""
     train = training_model(model)
     train.compile(loss=losses.training_losses(),
                   optimizer=keras.optimizers.Adam(learning_rate=args.lr or DEFAULT_LR, clipnorm=args.clipnorm))
@@ -341,6 +403,8 @@ def main(args=None):
     except ValueError as error:
         parser.error(f"--multi-gpu {args.multi_gpu}: {error}")
     anchor_params = common.anchor_parameters(parser, args.config)
+    if anchor_params is None and args.old_weights is not None and args.old_weights.kind != "keras-resnet":
+        anchor_params = args.old_weights.anchor_params
     if args.snapshot is not None and args.metadata.get("anchor_params"):
         saved = AnchorParameters.from_config(args.metadata["anchor_params"])
         if anchor_params is not None and anchor_params != saved:

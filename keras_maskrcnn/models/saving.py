@@ -1,4 +1,5 @@
-"""Saving and loading models as native `.keras` files, with the settings needed to rebuild the prediction model."""
+"""Saving and loading models as native `.keras` files, with the settings needed to rebuild the prediction model,
+and loading the `.h5` files of keras-maskrcnn 0.2 and keras-retinanet 1.0 (see `legacy`)."""
 
 import json
 import os
@@ -23,8 +24,22 @@ def save_model(model, filepath, **metadata):
         archive.writestr(METADATA_NAME, json.dumps(metadata))
 
 
+def is_legacy_file(filepath):
+    """Whether `filepath` is an HDF5 file or named like one (.h5, .hdf5): the format of keras-maskrcnn
+    0.2 and keras-retinanet 1.0."""
+    from .legacy_h5 import is_hdf5
+
+    return str(filepath).lower().endswith((".h5", ".hdf5")) or is_hdf5(filepath)
+
+
 def read_metadata(filepath):
-    """The metadata dict saved by `save_model`, or {} for other `.keras` files."""
+    """The metadata dict saved by `save_model`, or {} for other `.keras` files. For an old `.h5`
+    file: its backbone, anchor_params, filter and legacy (kind, keras_version, num_classes), read
+    from the file (ValueError if it is not such a model)."""
+    if is_legacy_file(filepath):
+        from .legacy_h5 import LegacyFile
+
+        return LegacyFile(filepath, arrays=False).metadata()
     try:
         with zipfile.ZipFile(filepath) as archive:
             if METADATA_NAME in archive.namelist():
@@ -52,8 +67,11 @@ def _convert(model, mixed_precision):
     return policy
 
 
-def load_training_model(filepath, backbone_name="resnet50", mixed_precision=None):
+def load_training_model(filepath, backbone_name=None, mixed_precision=None):
     """The compiled training model of a snapshot (with optimizer state) and its metadata.
+
+    An old keras-maskrcnn 0.2 `.h5` file gives its training model compiled as keras-maskrcnn
+    trained (Adam 1e-5, clipnorm 0.001), without the old optimizer state, and epoch 0.
 
     mixed_precision: None/False (as saved), True/"auto", "mixed_bfloat16" or "mixed_float16"
     makes the layers compute in that policy; with "mixed_float16" the optimizer is wrapped in a
@@ -61,7 +79,20 @@ def load_training_model(filepath, backbone_name="resnet50", mixed_precision=None
     """
     from .backbone import backbone
 
-    model = _read(filepath, backbone(backbone_name).custom_objects, compile=True)
+    if is_legacy_file(filepath):
+        from .. import losses
+        from .legacy import load_legacy_model
+        from .maskrcnn import training_model
+
+        prediction = load_legacy_model(filepath, backbone_name)
+        if len(prediction.outputs) != 6:
+            raise ValueError(f"{filepath!r} is a keras-retinanet model without a mask head; train from it with "
+                             f"maskrcnn-train --weights instead")
+        model = training_model(prediction)
+        _convert(model, mixed_precision)
+        model.compile(loss=losses.training_losses(), optimizer=keras.optimizers.Adam(learning_rate=1e-5, clipnorm=0.001))
+        return model, dict(read_metadata(filepath), epoch=0)
+    model = _read(filepath, backbone(backbone_name or "resnet50").custom_objects, compile=True)
     if not is_training_model(model):
         raise ValueError(f"{filepath!r} holds a prediction model; resuming training needs a training snapshot")
     policy = _convert(model, mixed_precision)
@@ -70,8 +101,13 @@ def load_training_model(filepath, backbone_name="resnet50", mixed_precision=None
     return model, read_metadata(filepath)
 
 
-def load_model(filepath, backbone_name="resnet50", anchor_params=None, mixed_precision=None, **filter_kwargs):
+def load_model(filepath, backbone_name=None, anchor_params=None, mixed_precision=None, **filter_kwargs):
     """Loads a `.keras` file as the prediction model (image -> [..., boxes, scores, labels, masks]).
+
+    Old `.h5` files of keras-maskrcnn 0.2 and keras-retinanet 1.0 load too, rebuilt in their
+    original architecture (`legacy.load_legacy_model`): keras-retinanet files give the box model
+    (outputs ending with boxes, scores, labels). backbone_name: for `.h5` files, checked against the
+    file's (None: the file's); `.keras` files say their own.
 
     A training snapshot is converted to the prediction model, sharing its weights, with the
     anchor parameters and filter settings stored in the file unless given here (filter_kwargs:
@@ -83,7 +119,15 @@ def load_model(filepath, backbone_name="resnet50", anchor_params=None, mixed_pre
     """
     from .backbone import backbone
 
-    model = _read(filepath, backbone(backbone_name).custom_objects, compile=False)
+    if is_legacy_file(filepath):
+        from .legacy import load_legacy_model
+
+        if anchor_params is not None:
+            filter_kwargs["anchor_params"] = anchor_params
+        model = load_legacy_model(filepath, backbone_name, **filter_kwargs)
+        _convert(model, mixed_precision)
+        return model
+    model = _read(filepath, backbone(backbone_name or "resnet50").custom_objects, compile=False)
     _convert(model, mixed_precision)
     if not is_training_model(model) and not filter_kwargs and anchor_params is None:
         return model
