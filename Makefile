@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR := demo-output
 
-.PHONY: venv test demo bench bench-peers clean
+.PHONY: venv test demo bench bench-peers legacy-reference clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,26 @@ $(PEERS_STAMP):
 
 bench-peers: $(STAMP) $(PEERS_STAMP)
 	@echo "peer venv ready; compare with: $(BIN)/python benchmarks/compare.py"
+
+# The original code as reference and timing peer (benchmarks/legacy/): keras-maskrcnn 0.2.2,
+# keras-retinanet 1.0.0 and keras-resnet 0.2.0 on tf-keras, patched at run time only
+# (benchmarks/legacy/patches.py). The three old packages go in with --no-deps: their pins no longer install.
+LEGACY_VENV := benchmarks/.venv-legacy
+LEGACY_STAMP := $(LEGACY_VENV)/.installed
+LEGACY_OUT ?= benchmarks/legacy-reference
+LEGACY_TF ?= 2.21.*
+
+$(LEGACY_STAMP):
+	$(PYTHON) -m venv $(LEGACY_VENV)
+	$(LEGACY_VENV)/bin/pip install --quiet --upgrade pip
+	$(LEGACY_VENV)/bin/pip install --quiet 'tensorflow==$(LEGACY_TF)' 'tf-keras==$(LEGACY_TF)' h5py numpy opencv-python-headless pillow
+	$(LEGACY_VENV)/bin/pip install --quiet --no-deps keras-retinanet==1.0.0 keras-resnet==0.2.0 keras-maskrcnn==0.2.2
+	$(LEGACY_VENV)/bin/python -c "import tensorflow as tf, tf_keras; print('legacy venv: tensorflow', tf.__version__, 'tf_keras', tf_keras.__version__)"
+	touch $(LEGACY_STAMP)
+
+legacy-reference: $(LEGACY_STAMP)
+	$(LEGACY_VENV)/bin/python benchmarks/legacy/reference.py --out $(LEGACY_OUT)
+	@echo "legacy reference files: $(LEGACY_OUT)/"
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache
