@@ -29,3 +29,20 @@ def test_readme_training_snippet_runs_as_written(tmp_path):
     snippet = next(block for block in _python_blocks() if "training_model" in block)
     result = subprocess.run([sys.executable, "-c", snippet], cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_readme_old_model_snippet_runs_as_written_on_a_generated_file(tmp_path):
+    """The snippet for users of the original, on a keras-maskrcnn 0.2 style file with 80 classes
+    written by tests/legacy_h5_writer.py under the published model's name."""
+    import cv2
+    import numpy as np
+
+    from keras_maskrcnn.models.legacy import legacy_maskrcnn
+    from tests.legacy_h5_writer import write_legacy_h5
+
+    snippet = next(block for block in _python_blocks() if "resnet50_coco_v0.2.0.h5" in block)
+    write_legacy_h5(legacy_maskrcnn(80), str(tmp_path / "resnet50_coco_v0.2.0.h5"))
+    cv2.imwrite(str(tmp_path / "photo.jpg"), np.random.default_rng(0).integers(0, 255, (150, 200, 3), np.uint8))
+    result = subprocess.run([sys.executable, "-c", snippet], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "(1, 100, 4) (1, 100) (1, 100) (1, 100, 28, 28, 80)" in result.stdout
