@@ -31,10 +31,11 @@ TensorFlow 1.x; keras-retinanet 1.0.0 uses `tensorflow.keras`. The patches, in t
     resize, cast back to the image dtype) with the new keyword.
  7. `keras.backend.zeros` with a shape computed at run time (RoiAlign calls
     `keras.backend.zeros((keras.backend.shape(level_boxes)[0],), dtype='int32')` inside tf.map_fn,
-    as the box indices of crop_and_resize): tf_keras makes a tf.Variable of it, which fails inside
-    the map_fn's graph ("out of scope"). When the shape holds a tensor, the wrapper returns
-    `tf.zeros(shape, dtype)` (the same zeros, as a tensor); with a static shape it calls the
-    original (a variable, as before).
+    as the box indices of crop_and_resize): tf_keras builds the zeros under tf.init_scope() (lifted
+    out of the graph being traced, so that a static shape can become a variable), where a shape
+    tensor of the map_fn's loop is "out of scope" and tracing fails. When the shape holds a tensor,
+    the wrapper returns `tf.zeros(shape, dtype)` in the current graph (the same zeros tensor that
+    tf_keras returns for a symbolic shape); a static shape goes to the original (a variable, as before).
  8. keras-maskrcnn's resnet_maskrcnn passes `backbone_layers=resnet.outputs[1:]`, the list
     [C3, C4, C5] that keras-retinanet 0.5's `retinanet()` took; keras-retinanet 1.0 takes a dict
     {'C3', 'C4', 'C5'} (and would add P2 only for a 'C2' key and pyramid level 2, neither used).
@@ -166,8 +167,9 @@ def _dynamic_zeros():
 
     zeros._legacy_patch = True
     tf_keras.backend.zeros = zeros
-    _note("keras.backend.zeros", "a run-time size inside tf.map_fn (RoiAlign's box indices) made a variable that is "
-          "out of scope there; such shapes give tf.zeros, static shapes the original")
+    _note("keras.backend.zeros", "tf_keras builds zeros under tf.init_scope(), where a run-time size from inside "
+          "tf.map_fn (RoiAlign's box indices) is out of scope; such shapes give tf.zeros in place, static shapes "
+          "the original")
 
 
 def _backbone_layers_dict():
