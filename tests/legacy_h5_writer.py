@@ -2,9 +2,12 @@
 1.0 would have written, with h5py, in either layout:
 
 - "keras-2.2": Keras 2.2.4 (the original's era): bytes attributes, class_name "Model", no
-  `module` / `registered_name`, wrapped layers' weights named after the wrapper;
+  `module` / `registered_name`, and weight names with the "_1" suffix TensorFlow 1 gave the
+  variables of a model built a second time in one session ('res2a_branch2a_1/kernel:0'), so that
+  the names inside nested models do not say their layer and only their order does;
 - "tf-keras": tf_keras 2.x: str attributes, class_name "Functional", `module` and
-  `registered_name` on every layer, wrapped layers' weights named after the wrapped layer.
+  `registered_name` on every layer, weights named '<layer>/<variable>:0' (as the tf_keras 2.21
+  files of `make legacy-reference` have them, TimeDistributed layers included).
 
 The layer list follows the originals (anchors_0..4 + `anchors`, keras-resnet `BatchNormalization`
 with `freeze`, `roi_align`, a TimeDistributed `mask_submodel`, `masks` as ConcatenateBoxes); only
@@ -102,10 +105,8 @@ def _weights(layout, owner):
     for leaf in (owner.layers if nested else [owner]):
         for variable in leaf.weights:
             array = np.asarray(variable.numpy() if hasattr(variable, "numpy") else variable)
-            if nested and owner.name == "mask_submodel" and layout == "tf-keras":
-                found.append((f"{leaf.name}/conv2d_{len(found) // 2}/{variable.name}:0", array))
-            else:
-                found.append((f"{leaf.name}/{variable.name}:0", array))
+            suffix = "_1" if layout == "keras-2.2" else ""
+            found.append((f"{leaf.name}{suffix}/{variable.name}:0", array))
     return found
 
 

@@ -36,3 +36,22 @@ def test_load_model_matches_the_original_code(backend):
     for row in rows:
         assert row.get("regression", 0) <= 1e-3 and row.get("classification", 0) <= 1e-4, row
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_the_synthetic_files_of_the_tests_are_laid_out_as_a_real_one(legacy_h5):
+    """tests/legacy_h5_writer.py's tf-keras layout against the file the original code wrote: the same
+    layers hold weights, under the same weight names."""
+    import h5py
+
+    def weights(path):
+        with h5py.File(path, "r") as f:
+            group = f["model_weights"]
+            return {name: [n.decode() if isinstance(n, bytes) else n for n in group[name].attrs["weight_names"]]
+                    for name in (n.decode() if isinstance(n, bytes) else n for n in group.attrs["layer_names"])
+                    if len(group[name].attrs["weight_names"])}
+
+    real = weights(REFERENCE / "maskrcnn_resnet50.h5")
+    synthetic = weights(legacy_h5["maskrcnn"]["tf-keras"])
+    assert set(synthetic) == set(real)
+    for name in ("bn_conv1", "res5c_branch2c", "regression_submodel", "classification_submodel", "mask_submodel"):
+        assert synthetic[name] == real[name], name
