@@ -571,7 +571,7 @@ def main(argv=None):
     # keras-resnet 0.2.0's ResNet2D50 is a keras.Model subclass: saved as it is, its model_config holds only
     # {name, trainable} (no layers) and load_model cannot revive it. The same layers as a plain functional
     # model save a full layer config, as the published file (made by keras-resnet's earlier functions) has.
-    resnet = keras.models.Model(inputs=resnet.inputs, outputs=resnet.outputs, name=resnet.name)
+    resnet = keras.models.Model(inputs=resnet.inputs, outputs=resnet.outputs, name="resnet50")
     models.append(("resnet50_classifier", resnet,
                    {"builder": f"keras_resnet.models.ResNet50(Input((None, None, 3)), include_top=True, "
                                f"classes={args.resnet_classes}), saved as keras.models.Model(its inputs, its outputs)",
