@@ -82,6 +82,13 @@ def test_keras_retinanet_files_give_the_box_model(legacy_h5, kind):
     np.testing.assert_allclose(outputs[-3], expected[-3], atol=1e-4)
 
 
+def test_settings_given_to_load_model_override_the_file(legacy_h5):
+    model = load_model(legacy_h5["maskrcnn"]["tf-keras"], clip_margin=0, max_detections=20, pre_nms_top_k=5000)
+    assert model.get_layer("clipped_boxes").margin == 0.0
+    assert model.get_layer("filtered_detections").max_detections == 20
+    assert model.get_layer("filtered_detections").pre_nms_top_k == 5000
+
+
 def test_a_wrong_backbone_name_is_refused(legacy_h5):
     with pytest.raises(ValueError, match=r"holds a resnet50 backbone, not 'resnet101'"):
         load_model(legacy_h5["maskrcnn"]["keras-2.2"], backbone_name="resnet101")
