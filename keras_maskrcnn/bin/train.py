@@ -17,7 +17,7 @@ import keras
 
 from .. import losses
 from ..callbacks.bad_images import BadImageMonitor
-from ..callbacks.snapshot import Snapshot
+from ..callbacks.snapshot import Snapshot, latest_snapshot
 from ..models import backbone as get_backbone
 from ..models import load_training_model, prediction_model, read_metadata, training_model
 from ..models.backbone import Backbone
@@ -41,7 +41,9 @@ def parse_args(args):
     subparsers = common.dataset_subparsers(parser, val_annotations=True)
     flags = common.FlagAdder(parser, subparsers)
     flags.exclusive(
-        (("--snapshot",), dict(help="resume training from a snapshot written by maskrcnn-train")),
+        (("--snapshot",), dict(help="resume training from a snapshot written by maskrcnn-train; 'latest': from "
+                                    "the newest complete one in --snapshot-path (by epoch), or from the start "
+                                    "when there is none")),
         (("--weights",), dict(help="initialise from a .keras model, or an .h5 weights file, by layer name "
                                    "(layers whose shapes differ are skipped)")),
         (("--imagenet-weights",), dict(action="store_true",
@@ -127,6 +129,8 @@ def check_args(parser, args):
         common.check_file(parser, args.weights, "weights file")
         if not args.weights.endswith(WEIGHT_EXTENSIONS):
             parser.error(f"weights file {args.weights!r} must be a .keras model or an .h5 weights file")
+    if args.snapshot == "latest":
+        args.snapshot = resolve_latest(args)
     if args.snapshot is not None:
         common.check_file(parser, args.snapshot, "snapshot")
         args.metadata = read_metadata(args.snapshot)
@@ -156,6 +160,17 @@ def check_args(parser, args):
     if args.config is not None:
         common.check_file(parser, args.config, "config file")
     return args
+
+
+def resolve_latest(args):
+    """The snapshot `--snapshot latest` stands for: the newest complete one in --snapshot-path of
+    this data set type (and --backbone, when given), or None (training starts afresh)."""
+    path = latest_snapshot(args.snapshot_path, backbone=args.backbone, dataset=args.dataset_type)
+    if path is None:
+        print(f"--snapshot latest: no complete snapshot in {args.snapshot_path!r} yet; training from the start")
+    else:
+        print(f"--snapshot latest: resuming from {path}")
+    return path
 
 
 def create_generators(parser, args, backbone, anchor_params):
