@@ -467,3 +467,17 @@ def test_predict_skips_unreadable_files_and_lists_them_in_the_results(trained, d
     errors = [result for result in results if "error" in result]
     assert [(r["image_id"], os.path.basename(r["file_name"])) for r in errors] == [(1, "00001.png"), (2, "empty.jpg")]
     assert {r["image_id"] for r in results if "error" not in r} == {0}
+
+
+def test_snapshot_latest_resolves_to_the_newest_snapshot(trained, data, tmp_path, capsys, no_model_building):
+    common = ["--snapshot", "latest", "--snapshot-path", str(trained), "csv", data["train"], data["classes"]]
+    _, args = train.parse_args(["--epochs", "3"] + common)
+    assert args.snapshot == str(trained / "vgg16_csv_02.keras") and args.backbone == "vgg16"
+    assert f"--snapshot latest: resuming from {trained / 'vgg16_csv_02.keras'}" in capsys.readouterr().out
+    assert train.main(["--epochs", "2"] + common) == 0
+    assert f"--snapshot latest: {trained / 'vgg16_csv_02.keras'} is at epoch 2, --epochs 2 are done" in (
+        capsys.readouterr().out)
+    _, args = train.parse_args(["--epochs", "3", "--snapshot", "latest", "--snapshot-path", str(tmp_path / "none"),
+                                "csv", data["train"], data["classes"]])
+    assert args.snapshot is None and args.backbone == "resnet50"
+    assert "no complete snapshot in" in capsys.readouterr().out

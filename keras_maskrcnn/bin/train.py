@@ -43,7 +43,7 @@ def parse_args(args):
     flags.exclusive(
         (("--snapshot",), dict(help="resume training from a snapshot written by maskrcnn-train; 'latest': from "
                                     "the newest complete one in --snapshot-path (by epoch), or from the start "
-                                    "when there is none")),
+                                    "when there is none; nothing to do when it has reached --epochs")),
         (("--weights",), dict(help="initialise from a .keras model, or an .h5 weights file, by layer name "
                                    "(layers whose shapes differ are skipped)")),
         (("--imagenet-weights",), dict(action="store_true",
@@ -129,7 +129,9 @@ def check_args(parser, args):
         common.check_file(parser, args.weights, "weights file")
         if not args.weights.endswith(WEIGHT_EXTENSIONS):
             parser.error(f"weights file {args.weights!r} must be a .keras model or an .h5 weights file")
-    if args.snapshot == "latest":
+    args.finished = False
+    latest = args.snapshot == "latest"
+    if latest:
         args.snapshot = resolve_latest(args)
     if args.snapshot is not None:
         common.check_file(parser, args.snapshot, "snapshot")
@@ -142,7 +144,11 @@ def check_args(parser, args):
         elif saved_backbone and saved_backbone != args.backbone:
             parser.error(f"snapshot {args.snapshot!r} was trained with --backbone {saved_backbone}, "
                          f"not {args.backbone}")
-        if args.metadata["epoch"] >= args.epochs:
+        if args.metadata["epoch"] >= args.epochs and latest:
+            print(f"--snapshot latest: {args.snapshot} is at epoch {args.metadata['epoch']}, --epochs {args.epochs} "
+                  f"are done")
+            args.finished = True
+        elif args.metadata["epoch"] >= args.epochs:
             parser.error(f"snapshot {args.snapshot!r} is at epoch {args.metadata['epoch']}; "
                          f"--epochs {args.epochs} must be larger to train further")
     common.apply_model_defaults(args, args.metadata)
@@ -378,9 +384,12 @@ def create_callbacks(args, train, prediction, validation, metadata, train_genera
 
 
 def main(args=None):
-    """maskrcnn-train; returns 0 after training (exits with status 2 on bad arguments, 1 when
-    more images cannot be read than --max-bad-images allows)."""
+    """maskrcnn-train; returns 0 after training, or at once when --snapshot latest has reached
+    --epochs (exits with status 2 on bad arguments, 1 when more images cannot be read than
+    --max-bad-images allows)."""
     parser, args = parse_args(args)
+    if args.finished:
+        return 0
     common.plain_bad_image_warnings(parser.prog)
     common.select_gpu(args.gpu)
     try:
