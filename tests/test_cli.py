@@ -8,6 +8,7 @@ bad arguments stop a command before any model is built.
 import csv
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from keras_maskrcnn.bin import debug, evaluate, predict, train
 from keras_maskrcnn.datasets.shapes import CLASSES
 from keras_maskrcnn.models import load_model, load_training_model, read_metadata, save_model
 from keras_maskrcnn.models.backbone import Backbone
+from keras_maskrcnn.preprocessing.bad_images import BadImageWarning
 from keras_maskrcnn.utils.precision import resolve_policy
 
 SIZE = ["--image-min-side", "64", "--image-max-side", "64"]
@@ -328,3 +330,154 @@ def test_debug_argument_errors(data, capsys, monkeypatch):
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     error = error_of(debug.main, ["--show", "csv", data["train"], data["classes"]], capsys)
     assert "--show needs" in error
+
+
+# unreadable images
+
+def copy_set(data, tmp_path, name="train", truncated=(), unreadable=()):
+    """A copy of a shapes set in tmp_path: images in `truncated` cut to half (their headers stay
+    readable), and for every name in `unreadable` ('x.jpg': zero bytes, 'x.txt.jpg': text) a
+    negative image row appended. Returns (annotations, folder)."""
+    folder = tmp_path / name
+    shutil.copytree(os.path.join(data["root"], name), folder)
+    for image in truncated:
+        path = folder / "images" / image
+        content = path.read_bytes()
+        path.write_bytes(content[:len(content) // 2])
+    rows = open(folder / "annotations.csv").read().splitlines()
+    for image in unreadable:
+        (folder / "images" / image).write_bytes(b"" if image.count(".") == 1 else b"not a picture\n")
+        rows.append(f"images/{image},,,,,,")
+    (folder / "annotations.csv").write_text("\n".join(rows) + "\n")
+    return str(folder / "annotations.csv"), folder
+
+
+TINY = ["--feature-size", "16", "--mask-feature-size", "8", "--epochs", "1", "--no-evaluation"]
+
+
+def test_train_lists_unreadable_images_before_building_a_model(data, tmp_path, capsys, no_model_building):
+    annotations, folder = copy_set(data, tmp_path, unreadable=["empty.jpg", "notes.txt.jpg"])
+    error = error_of(train.main, ["csv", annotations, data["classes"]], capsys)
+    rows = len(open(annotations).read().splitlines())
+    assert error.endswith(
+        f"maskrcnn-train: error: training set: 2 of 6 images cannot be read, more than --max-bad-images 1 allows; "
+        f"fix or remove them (or raise --max-bad-images):\n"
+        f"  {annotations}:{rows - 1}: image file '{folder}/images/empty.jpg' could not be read: cannot identify "
+        f"image file '{folder}/images/empty.jpg'\n"
+        f"  {annotations}:{rows}: image file '{folder}/images/notes.txt.jpg' could not be read: cannot identify "
+        f"image file '{folder}/images/notes.txt.jpg'\n")
+    with pytest.raises(AssertionError, match="a model was built"):
+        train.main(["--max-bad-images", "2", "--tensorboard-dir", "", "csv", annotations, data["classes"]])
+    assert ("maskrcnn-train: warning: training set: 2 of 6 images cannot be read and are left out "
+            "(at most 2 may be bad):\n") in capsys.readouterr().err
+
+
+def test_train_replaces_an_image_that_fails_to_decode_and_logs_it(data, tmp_path, capsys):
+    annotations, folder = copy_set(data, tmp_path, truncated=["00001.png"])
+    snapshots = tmp_path / "snapshots"
+    with pytest.warns(BadImageWarning) as warned:
+        assert train.main(TINY + TRAIN + ["--snapshot-path", str(snapshots), "--config", data["config"],
+                                          "csv", annotations, data["classes"]]) == 0
+    captured = capsys.readouterr()
+    line = next(number for number, row in enumerate(open(annotations), start=1) if row.startswith("images/00001.png"))
+    message = (f"{annotations}:{line}: image file '{folder}/images/00001.png' could not be read: "
+               f"image file is truncated")
+    assert all(re.fullmatch(rf"skipped an unreadable image, replaced in this batch by '{folder}/images/0000[023].png': "
+                            f"{re.escape(message)}", str(warning.message))
+               for warning in warned if warning.category is BadImageWarning)
+    assert (f"Epoch 1: skipped 1 unreadable image (each replaced in its batch by another image):\n  {message}\n"
+            in captured.out)
+    with open(snapshots / "vgg16_csv.csv") as handle:
+        assert [float(row["skipped_images"]) for row in csv.DictReader(handle)] == [1.0]
+    assert (snapshots / "vgg16_csv_01.keras").is_file()
+
+
+def test_train_stops_when_more_images_fail_than_allowed(data, tmp_path):
+    annotations, folder = copy_set(data, tmp_path, truncated=["00001.png", "00002.png"])
+    with pytest.raises(SystemExit) as exit_info, pytest.warns(BadImageWarning):
+        train.main(TINY + TRAIN + ["--snapshot-path", str(tmp_path / "snapshots"), "--max-bad-images", "1",
+                                   "csv", annotations, data["classes"]])
+    message = str(exit_info.value.code)
+    assert message.startswith("maskrcnn-train: error: 2 of 4 images cannot be read, more than --max-bad-images 1 "
+                              "allows; fix or remove them (or raise --max-bad-images):\n")
+    assert f"'{folder}/images/00001.png' could not be read: image file is truncated" in message
+    assert f"'{folder}/images/00002.png' could not be read: image file is truncated" in message
+    assert not (tmp_path / "snapshots" / "vgg16_csv_01.keras").exists()
+
+
+def test_evaluate_stops_on_unreadable_images_unless_told_to_skip_them(trained, data, tmp_path, capsys):
+    snapshot = str(trained / "vgg16_csv_02.keras")
+    annotations, folder = copy_set(data, tmp_path, name="val", unreadable=["empty.jpg"])
+    error = error_of(evaluate.main, ["csv", annotations, data["classes"], snapshot], capsys)
+    assert error.endswith(
+        f"maskrcnn-evaluate: error: 1 of 3 images cannot be read; a metric over the other images would not be the "
+        f"data set's; fix or remove them, or pass --skip-bad-images to evaluate without them:\n"
+        f"  {annotations}:{len(open(annotations).read().splitlines())}: image file '{folder}/images/empty.jpg' could "
+        f"not be read: cannot identify image file '{folder}/images/empty.jpg'\n")
+    assert evaluate.main(["--skip-bad-images", "--max-detections", "5", "csv", annotations, data["classes"],
+                          snapshot]) == 0
+    captured = capsys.readouterr()
+    assert "maskrcnn-evaluate: warning: 1 of 3 images cannot be read and is left out (--skip-bad-images)" in captured.err
+    assert "mAP: " in captured.out and "Evaluated on 2 of 3 images; left out as unreadable:\n  " in captured.out
+
+    truncated, folder = copy_set(data, tmp_path / "truncated", name="val", truncated=["00001.png"])
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate.main(["--max-detections", "5", "csv", truncated, data["classes"], snapshot])
+    assert exit_info.value.code != 0
+    assert str(exit_info.value.code).startswith(
+        f"maskrcnn-evaluate: error: {truncated}:")
+    assert str(exit_info.value.code).endswith(
+        f"image file '{folder}/images/00001.png' could not be read: image file is truncated; a metric over the other "
+        f"images would not be the data set's; fix or remove them, or pass --skip-bad-images to evaluate without them")
+    with pytest.warns(BadImageWarning, match=rf"evaluation leaves out an unreadable image: .*{folder}/images/00001.png"):
+        assert evaluate.main(["--skip-bad-images", "--max-detections", "5", "csv", truncated, data["classes"],
+                              snapshot]) == 0
+    assert "Evaluated on 1 of 2 images; left out as unreadable:\n  " in capsys.readouterr().out
+
+
+def test_bad_image_warnings_are_shown_as_plain_lines():
+    import warnings
+
+    from keras_maskrcnn.bin import common
+
+    common.plain_bad_image_warnings("maskrcnn-x")
+    assert warnings.formatwarning("a.csv:3: image file 'x.png' could not be read", BadImageWarning, "f.py", 1) == (
+        "maskrcnn-x: warning: a.csv:3: image file 'x.png' could not be read\n")
+    assert "f.py:1: UserWarning: other" in warnings.formatwarning("other", UserWarning, "f.py", 1, "")
+
+
+def test_predict_skips_unreadable_files_and_lists_them_in_the_results(trained, data, tmp_path, capsys):
+    images = tmp_path / "images"
+    shutil.copytree(data["val_images"], images)
+    (images / "empty.jpg").write_bytes(b"")
+    content = (images / "00001.png").read_bytes()
+    (images / "00001.png").write_bytes(content[:len(content) // 2])
+    output = tmp_path / "out"
+    with pytest.warns(BadImageWarning) as warned:
+        assert predict.main([str(trained / "vgg16_csv_02.keras"), str(images), "--output-dir", str(output),
+                             "--score-threshold", "0.0", "--max-detections", "2"]) == 0
+    captured = capsys.readouterr()
+    assert [str(warning.message) for warning in warned if warning.category is BadImageWarning] == [
+        f"skipped an unreadable image: image file '{images}/00001.png' could not be read: image file is truncated",
+        f"skipped an unreadable image: image file '{images}/empty.jpg' could not be read: cannot identify image "
+        f"file '{images}/empty.jpg'"]
+    assert "2 unreadable images skipped (in results.json with an \"error\" instead of detections):" in captured.out
+    assert sorted(os.listdir(output)) == ["00000.png", "results.json"]
+    results = json.loads((output / "results.json").read_text())
+    errors = [result for result in results if "error" in result]
+    assert [(r["image_id"], os.path.basename(r["file_name"])) for r in errors] == [(1, "00001.png"), (2, "empty.jpg")]
+    assert {r["image_id"] for r in results if "error" not in r} == {0}
+
+
+def test_snapshot_latest_resolves_to_the_newest_snapshot(trained, data, tmp_path, capsys, no_model_building):
+    common = ["--snapshot", "latest", "--snapshot-path", str(trained), "csv", data["train"], data["classes"]]
+    _, args = train.parse_args(["--epochs", "3"] + common)
+    assert args.snapshot == str(trained / "vgg16_csv_02.keras") and args.backbone == "vgg16"
+    assert f"--snapshot latest: resuming from {trained / 'vgg16_csv_02.keras'}" in capsys.readouterr().out
+    assert train.main(["--epochs", "2"] + common) == 0
+    assert f"--snapshot latest: {trained / 'vgg16_csv_02.keras'} is at epoch 2, --epochs 2 are done" in (
+        capsys.readouterr().out)
+    _, args = train.parse_args(["--epochs", "3", "--snapshot", "latest", "--snapshot-path", str(tmp_path / "none"),
+                                "csv", data["train"], data["classes"]])
+    assert args.snapshot is None and args.backbone == "resnet50"
+    assert "no complete snapshot in" in capsys.readouterr().out

@@ -253,6 +253,27 @@ def picture_names(files):
     return names
 
 
+def plain_bad_image_warnings(prog):
+    """Shows warnings about unreadable images as `prog: warning: message` lines (without the
+    source line Python adds); other warnings are shown as before."""
+    import warnings
+
+    from ..preprocessing.bad_images import BadImageWarning
+
+    original = warnings.formatwarning
+    if getattr(original, "bad_image_prog", None) is not None:
+        original = original.original
+
+    def formatwarning(message, category, filename, lineno, line=None):
+        if issubclass(category, BadImageWarning):
+            return f"{prog}: warning: {message}\n"
+        return original(message, category, filename, lineno, line)
+
+    formatwarning.bad_image_prog = prog
+    formatwarning.original = original
+    warnings.formatwarning = formatwarning
+
+
 def argv(args):
     """The command-line arguments: `args` when given, else sys.argv[1:]."""
     return sys.argv[1:] if args is None else list(args)

@@ -5,9 +5,12 @@
 """
 
 import argparse
+import sys
 
 from ..models import load_model
 from ..models.backbone import backbone as get_backbone
+from ..preprocessing.bad_images import listing
+from ..utils.image import UnreadableImageError
 from . import common
 
 
@@ -33,6 +36,9 @@ def parse_args(args):
     flags.add("--config", help="a .ini file with an [anchor_parameters] section (default: the model's own)")
     flags.add("--weighted-average", action="store_true",
               help="weight the per-class AP by instance counts in the mAP (CSV)")
+    flags.add("--skip-bad-images", action="store_true",
+              help="evaluate on the images that can be read, leaving out with a warning those that cannot "
+                   "(default: stop, since a metric over fewer images is not the data set's)")
     args = parser.parse_args(common.argv(args))
     common.check_dataset(parser, args)
     common.check_file(parser, args.model, "model file")
@@ -56,13 +62,36 @@ def print_average_precisions(generator, average_precisions, weighted=False):
     return mean_ap
 
 
+STOP_HINT = ("a metric over the other images would not be the data set's; fix or remove them, or pass "
+             "--skip-bad-images to evaluate without them")
+
+
+def check_unreadable(parser, args, generator):
+    """parser.error listing the images the generator left out as unreadable, unless
+    --skip-bad-images (then a warning listing them). Returns the data set's number of images."""
+    unreadable = generator.bad_images.messages().values()
+    total = generator.size() + len(unreadable)
+    if unreadable and not args.skip_bad_images:
+        parser.error(f"{len(unreadable)} of {total} images cannot be read; {STOP_HINT}:\n{listing(unreadable)}")
+    if unreadable:
+        print(f"maskrcnn-evaluate: warning: {len(unreadable)} of {total} images cannot be read and "
+              f"{'are' if len(unreadable) > 1 else 'is'} left out (--skip-bad-images):\n{listing(unreadable)}",
+              file=sys.stderr)
+    return total
+
+
 def main(args=None):
-    """maskrcnn-evaluate; returns 0 (exits with status 2 on bad arguments)."""
+    """maskrcnn-evaluate; returns 0 (exits with status 2 on bad arguments, 1 when an image
+    cannot be read during the evaluation without --skip-bad-images)."""
     parser, args = parse_args(args)
     common.select_gpu(args.gpu)
+    common.plain_bad_image_warnings(parser.prog)
     anchor_params = common.anchor_parameters(parser, args.config)
     backbone = get_backbone(args.backbone)
-    generator = common.create_generator(parser, args, backbone, shuffle_groups=False, anchor_params=anchor_params)
+    generator = common.create_generator(parser, args, backbone, shuffle_groups=False, anchor_params=anchor_params,
+                                        skip_bad_images=True)
+    total = check_unreadable(parser, args, generator)
+    generator.skip_bad_images = args.skip_bad_images
     count = common.model_classes(args.metadata)
     if count is not None and count != generator.num_classes():
         parser.error(f"model {args.model!r} predicts {count} classes, the data set has {generator.num_classes()}")
@@ -76,18 +105,24 @@ def main(args=None):
         parser.error(str(error))
     common.require_masks(parser, model, args.model)
 
-    if args.dataset_type == "coco":
-        from ..utils.coco_eval import evaluate_coco
+    try:
+        if args.dataset_type == "coco":
+            from ..utils.coco_eval import evaluate_coco
 
-        evaluate_coco(generator, model, threshold=args.score_threshold, save_path=args.save_path,
-                      binarize_threshold=args.binarize_threshold)
-    else:
-        from ..utils.eval import evaluate
+            evaluate_coco(generator, model, threshold=args.score_threshold, save_path=args.save_path,
+                          binarize_threshold=args.binarize_threshold)
+        else:
+            from ..utils.eval import evaluate
 
-        average_precisions = evaluate(generator, model, iou_threshold=args.iou_threshold,
-                                      score_threshold=args.score_threshold, max_detections=args.max_detections,
-                                      binarize_threshold=args.binarize_threshold, save_path=args.save_path)
-        print_average_precisions(generator, average_precisions, weighted=args.weighted_average)
+            average_precisions = evaluate(generator, model, iou_threshold=args.iou_threshold,
+                                          score_threshold=args.score_threshold, max_detections=args.max_detections,
+                                          binarize_threshold=args.binarize_threshold, save_path=args.save_path)
+            print_average_precisions(generator, average_precisions, weighted=args.weighted_average)
+    except UnreadableImageError as error:
+        sys.exit(f"maskrcnn-evaluate: error: {error}; {STOP_HINT}")
+    if len(generator.bad_images):
+        left_out = generator.bad_images.messages().values()
+        print(f"Evaluated on {total - len(left_out)} of {total} images; left out as unreadable:\n{listing(left_out)}")
     return 0
 
 

@@ -6,7 +6,8 @@ Images are resized as in training, boxes are mapped back to the original image a
 pasted at full resolution. Writes D/<image name>.png (detections drawn over the image) and
 D/results.json: a list of COCO result dicts (image_id = position in the input order,
 file_name, category_id = label, category_name, score, bbox [x, y, w, h], segmentation RLE with
-str counts).
+str counts). An image that cannot be read is skipped with a warning and listed there as
+{image_id, file_name, error}.
 """
 
 import argparse
@@ -18,7 +19,9 @@ import cv2
 from ..models import load_model
 from ..models.backbone import backbone as get_backbone
 from ..utils.eval import encode_masks, predict_image, progress
-from ..utils.image import image_size, read_image_bgr, resize_image
+from ..preprocessing.bad_images import listing
+from ..preprocessing.bad_images import warn as warn_bad_image
+from ..utils.image import UnreadableImageError, image_size, read_image_bgr, resize_image
 from ..utils.masks import paste_mask
 from ..utils.visualization import draw_detections
 from . import common
@@ -49,11 +52,14 @@ def parse_args(args):
     args.metadata = common.model_metadata(parser, args.model)
     common.apply_model_defaults(args, args.metadata)
     args.files = common.image_files(parser, args.images)
+    args.unreadable = {}
     for path in args.files:
         try:
             image_size(path)
-        except ValueError as error:
-            parser.error(str(error))
+        except UnreadableImageError as error:
+            args.unreadable[path] = str(error)
+    if len(args.unreadable) == len(args.files):
+        parser.error(f"none of the {len(args.files)} images can be read:\n{listing(args.unreadable.values())}")
     if os.path.exists(args.output_dir) and not os.path.isdir(args.output_dir):
         parser.error(f"--output-dir {args.output_dir!r} exists and is not a folder")
     return parser, args
@@ -76,12 +82,24 @@ class ImagePreparer:
 
 
 def predict_files(model, preparer, files, output_dir, label_to_name, score_threshold=0.5, max_detections=100,
-                  binarize_threshold=0.5):
-    """Runs the model on every file; writes the pictures and results.json; returns the results."""
+                  binarize_threshold=0.5, unreadable=None):
+    """Runs the model on every file; writes the pictures and results.json; returns the results.
+
+    A file that cannot be read (or is in `unreadable`, {path: message}) is skipped with a
+    warning and gets the result {"image_id", "file_name", "error": message} instead of detections.
+    """
     os.makedirs(output_dir, exist_ok=True)
+    unreadable = dict(unreadable or {})
     results = []
     for image_id, (path, name) in enumerate(progress(list(zip(files, common.picture_names(files))), "Predicting: ")):
-        image = read_image_bgr(path)
+        try:
+            if path in unreadable:
+                raise UnreadableImageError(unreadable[path])
+            image = read_image_bgr(path)
+        except UnreadableImageError as error:
+            warn_bad_image(f"skipped an unreadable image: {error}")
+            results.append({"image_id": image_id, "file_name": path, "error": str(error)})
+            continue
         boxes, scores, labels, masks = predict_image(preparer, model, image, score_threshold=score_threshold,
                                                      max_detections=max_detections)
         height, width = image.shape[:2]
@@ -104,8 +122,9 @@ def predict_files(model, preparer, files, output_dir, label_to_name, score_thres
 
 
 def main(args=None):
-    """maskrcnn-predict; returns 0 (exits with status 2 on bad arguments)."""
+    """maskrcnn-predict; returns 0 (exits with status 2 on bad arguments or when no image can be read)."""
     parser, args = parse_args(args)
+    common.plain_bad_image_warnings(parser.prog)
     common.select_gpu(args.gpu)
     backbone = get_backbone(args.backbone)
     print("Loading model, this may take a second...")
@@ -123,8 +142,13 @@ def main(args=None):
     preparer = ImagePreparer(backbone, args.image_min_side, args.image_max_side, args.pad_multiple)
     results = predict_files(model, preparer, args.files, args.output_dir, label_to_name,
                             score_threshold=args.score_threshold, max_detections=args.max_detections,
-                            binarize_threshold=args.binarize_threshold)
-    print(f"{len(results)} detections in {len(args.files)} images; pictures and {RESULTS_NAME} in {args.output_dir}")
+                            binarize_threshold=args.binarize_threshold, unreadable=args.unreadable)
+    skipped = [result for result in results if "error" in result]
+    print(f"{len(results) - len(skipped)} detections in {len(args.files) - len(skipped)} images; pictures and "
+          f"{RESULTS_NAME} in {args.output_dir}")
+    if skipped:
+        print(f"{len(skipped)} unreadable image{'s' if len(skipped) > 1 else ''} skipped (in {RESULTS_NAME} with "
+              f"an \"error\" instead of detections):\n{listing(result['error'] for result in skipped)}")
     return 0
 
 

@@ -16,10 +16,12 @@ import sys
 import keras
 
 from .. import losses
-from ..callbacks.snapshot import Snapshot
+from ..callbacks.bad_images import BadImageMonitor
+from ..callbacks.snapshot import Snapshot, latest_snapshot
 from ..models import backbone as get_backbone
 from ..models import load_training_model, prediction_model, read_metadata, training_model
 from ..models.backbone import Backbone
+from ..preprocessing.bad_images import TooManyBadImagesError, default_max_bad_images, listing, too_many_message
 from ..utils.anchors import AnchorParameters
 from ..utils.distribution import check_backend, check_batch_size, configure_devices, distribution_scope
 from ..utils.image import random_visual_effect_generator
@@ -39,7 +41,9 @@ def parse_args(args):
     subparsers = common.dataset_subparsers(parser, val_annotations=True)
     flags = common.FlagAdder(parser, subparsers)
     flags.exclusive(
-        (("--snapshot",), dict(help="resume training from a snapshot written by maskrcnn-train")),
+        (("--snapshot",), dict(help="resume training from a snapshot written by maskrcnn-train; 'latest': from "
+                                    "the newest complete one in --snapshot-path (by epoch), or from the start "
+                                    "when there is none; nothing to do when it has reached --epochs")),
         (("--weights",), dict(help="initialise from a .keras model, an .h5 weights file, or an .h5 model of "
                                    "keras-maskrcnn 0.2 / keras-retinanet 1.0 / keras-resnet (their architecture "
                                    "is rebuilt), by layer name (layers whose shapes differ are skipped)")),
@@ -102,6 +106,10 @@ def parse_args(args):
     flags.add("--max-queue-size", type=common.positive_int, default=10,
               help="batches prepared ahead of training (default 10)")
     flags.add("--seed", type=int, default=None, help="random seed for weights, shuffling and augmentation")
+    flags.add("--max-bad-images", type=common.non_negative_int, default=None, metavar="N",
+              help="stop when more than N images (or their masks) of the training set cannot be read; fewer are "
+                   "left out, or replaced in their batch by another image, with a warning "
+                   "(default: 1%% of the images, at least 1)")
     flags.add("--mixed-precision", action="store_true",
               help="compute in mixed_float16 on a GPU (with loss scaling), mixed_bfloat16 otherwise; "
                    "weights and losses stay float32")
@@ -130,6 +138,10 @@ def check_args(parser, args):
             elif args.backbone != args.old_weights.backbone:
                 parser.error(f"weights file {args.weights!r} holds a {args.old_weights.backbone} backbone, "
                              f"not --backbone {args.backbone}")
+    args.finished = False
+    latest = args.snapshot == "latest"
+    if latest:
+        args.snapshot = resolve_latest(args)
     if args.snapshot is not None:
         common.check_file(parser, args.snapshot, "snapshot")
         args.metadata = read_metadata(args.snapshot)
@@ -141,7 +153,11 @@ def check_args(parser, args):
         elif saved_backbone and saved_backbone != args.backbone:
             parser.error(f"snapshot {args.snapshot!r} was trained with --backbone {saved_backbone}, "
                          f"not {args.backbone}")
-        if args.metadata["epoch"] >= args.epochs:
+        if args.metadata["epoch"] >= args.epochs and latest:
+            print(f"--snapshot latest: {args.snapshot} is at epoch {args.metadata['epoch']}, --epochs {args.epochs} "
+                  f"are done")
+            args.finished = True
+        elif args.metadata["epoch"] >= args.epochs:
             parser.error(f"snapshot {args.snapshot!r} is at epoch {args.metadata['epoch']}; "
                          f"--epochs {args.epochs} must be larger to train further")
     common.apply_model_defaults(args, args.metadata)
@@ -181,6 +197,17 @@ def old_weights_file(parser, path):
         parser.error(f"--weights: {error}")
 
 
+def resolve_latest(args):
+    """The snapshot `--snapshot latest` stands for: the newest complete one in --snapshot-path of
+    this data set type (and --backbone, when given), or None (training starts afresh)."""
+    path = latest_snapshot(args.snapshot_path, backbone=args.backbone, dataset=args.dataset_type)
+    if path is None:
+        print(f"--snapshot latest: no complete snapshot in {args.snapshot_path!r} yet; training from the start")
+    else:
+        print(f"--snapshot latest: resuming from {path}")
+    return path
+
+
 def create_generators(parser, args, backbone, anchor_params):
     """(training generator, validation generator or None); parser.error on unreadable data."""
     if args.random_transform:
@@ -194,7 +221,8 @@ def create_generators(parser, args, backbone, anchor_params):
         visual_effect_generator = None
     shared = dict(batch_size=args.batch_size, anchor_params=anchor_params, workers=args.workers,
                   use_multiprocessing=args.multiprocessing, max_queue_size=args.max_queue_size,
-                  mask_rois_per_image=args.mask_rois, mask_rois_multiple=args.mask_rois_multiple, seed=args.seed)
+                  mask_rois_per_image=args.mask_rois, mask_rois_multiple=args.mask_rois_multiple, seed=args.seed,
+                  skip_bad_images=True)
     train = common.create_generator(parser, args, backbone, set_name="train2017",
                                     transform_generator=transform_generator,
                                     visual_effect_generator=visual_effect_generator, **shared)
@@ -208,7 +236,26 @@ def create_generators(parser, args, backbone, anchor_params):
     if validation is not None and validation.num_classes() != train.num_classes():
         parser.error(f"the validation set has {validation.num_classes()} classes, the training set "
                      f"{train.num_classes()}")
+    if validation is not None:
+        check_unreadable(parser, validation, "validation set", args.max_bad_images)
+    args.max_bad_images = check_unreadable(parser, train, "training set", args.max_bad_images)
     return train, validation
+
+
+def check_unreadable(parser, generator, what, max_bad_images=None):
+    """The most bad images allowed in `generator`'s data set (max_bad_images, else 1 % of it);
+    parser.error listing the unreadable images the generator left out when there are more,
+    else a warning listing them."""
+    unreadable = generator.bad_images.messages().values()
+    total = generator.size() + len(unreadable)
+    limit = max_bad_images if max_bad_images is not None else default_max_bad_images(total)
+    if len(unreadable) > limit:
+        parser.error(f"{what}: {too_many_message(len(unreadable), limit, total, unreadable)}")
+    if unreadable:
+        print(f"maskrcnn-train: warning: {what}: {len(unreadable)} of {total} images cannot be read and "
+              f"{'are' if len(unreadable) > 1 else 'is'} left out (at most {limit} may be bad):\n"
+              f"{listing(unreadable)}", file=sys.stderr)
+    return limit
 
 
 def _copy_matching(model, source):
@@ -362,12 +409,16 @@ def snapshot_metadata(args, anchor_params, classes):
                 pad_multiple=args.pad_multiple)
 
 
-def create_callbacks(args, train, prediction, validation, metadata):
-    """Evaluation, snapshots, TensorBoard, ReduceLROnPlateau, TerminateOnNaN and CSVLogger.
+def create_callbacks(args, train, prediction, validation, metadata, train_generator=None):
+    """The bad image monitor (with train_generator), evaluation, snapshots, TensorBoard,
+    ReduceLROnPlateau, TerminateOnNaN and CSVLogger.
 
-    Evaluation comes first so that 'mAP' reaches the TensorBoard and CSV logs of the epoch.
+    The monitor and evaluation come first so that 'skipped_images' and 'mAP' reach the
+    TensorBoard and CSV logs of the epoch.
     """
     callbacks = []
+    if train_generator is not None:
+        callbacks.append(BadImageMonitor(train_generator, args.max_bad_images))
     tensorboard = keras.callbacks.TensorBoard(log_dir=args.tensorboard_dir) if args.tensorboard_dir else None
     if args.evaluation and validation is not None:
         if args.dataset_type == "coco":
@@ -395,8 +446,13 @@ def create_callbacks(args, train, prediction, validation, metadata):
 
 
 def main(args=None):
-    """maskrcnn-train; returns 0 after training (exits with status 2 on bad arguments)."""
+    """maskrcnn-train; returns 0 after training, or at once when --snapshot latest has reached
+    --epochs (exits with status 2 on bad arguments, 1 when more images cannot be read than
+    --max-bad-images allows)."""
     parser, args = parse_args(args)
+    if args.finished:
+        return 0
+    common.plain_bad_image_warnings(parser.prog)
     common.select_gpu(args.gpu)
     try:
         configure_devices(args.multi_gpu)
@@ -434,10 +490,13 @@ def main(args=None):
             initial_epoch = 0
 
         callbacks = create_callbacks(args, train, prediction, validation_generator,
-                                     snapshot_metadata(args, anchor_params, classes))
+                                     snapshot_metadata(args, anchor_params, classes), train_generator=train_generator)
         validation_data = EpochData(validation_generator) if args.compute_val_loss else None
-        train.fit(EpochData(train_generator, args.steps), epochs=args.epochs, initial_epoch=initial_epoch,
-                  verbose=1, callbacks=callbacks, validation_data=validation_data)
+        try:
+            train.fit(EpochData(train_generator, args.steps), epochs=args.epochs, initial_epoch=initial_epoch,
+                      verbose=1, callbacks=callbacks, validation_data=validation_data)
+        except TooManyBadImagesError as error:
+            sys.exit(f"maskrcnn-train: error: {error}")
     return 0
 
 

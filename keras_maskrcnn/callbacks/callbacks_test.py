@@ -112,3 +112,48 @@ def test_callbacks_refuse_to_run_a_training_model():
         callback.set_model(training)
         with pytest.raises(ValueError, match="prediction_model="):
             callback.on_epoch_end(0, {})
+
+
+class _Generator:
+    """Has what BadImageMonitor reads: size() and a bad_images record."""
+
+    def __init__(self, size):
+        from keras_maskrcnn.preprocessing.bad_images import BadImages
+
+        self._size = size
+        self.bad_images = BadImages()
+
+    def size(self):
+        return self._size
+
+
+def test_bad_image_monitor_logs_each_epochs_skips_and_stops_past_the_limit(capsys):
+    from keras_maskrcnn.callbacks.bad_images import BadImageMonitor
+    from keras_maskrcnn.preprocessing.bad_images import TooManyBadImagesError
+
+    generator = _Generator(100)
+    generator.bad_images.add("left-out.png", "a.csv:3: image file 'left-out.png' does not exist")
+    monitor = BadImageMonitor(generator, max_bad_images=2)
+
+    class Breaking(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 1:
+                generator.bad_images.add("b.png", "a.csv:5: image file 'b.png' could not be read: truncated", True)
+                generator.bad_images.add("b.png", "a.csv:5: image file 'b.png' could not be read: truncated", True)
+            if epoch == 2:
+                generator.bad_images.add("c.png", "a.csv:9: image file 'c.png' could not be read: truncated", True)
+
+    history = _fit([Breaking(), monitor], epochs=2)
+    assert history.history["skipped_images"] == [0, 2]
+    output = capsys.readouterr().out
+    assert "Epoch 1: skipped" not in output
+    assert ("Epoch 2: skipped 2 unreadable images (each replaced in its batch by another image):\n"
+            "  a.csv:5: image file 'b.png' could not be read: truncated (2 times)\n") in output
+    with pytest.raises(TooManyBadImagesError) as error:
+        _fit([Breaking(), BadImageMonitor(generator, max_bad_images=2, total=101)], epochs=3)
+    assert str(error.value) == (
+        "3 of 101 images cannot be read, more than --max-bad-images 2 allows; fix or remove them "
+        "(or raise --max-bad-images):\n"
+        "  a.csv:3: image file 'left-out.png' does not exist\n"
+        "  a.csv:5: image file 'b.png' could not be read: truncated\n"
+        "  a.csv:9: image file 'c.png' could not be read: truncated")

@@ -1,10 +1,39 @@
-"""Saving training snapshots that `keras_maskrcnn.models.load_model` opens as the prediction model."""
+"""Saving training snapshots that `keras_maskrcnn.models.load_model` opens as the prediction model,
+and finding the newest complete one to resume from."""
 
 import os
+import warnings
+import zipfile
 
 import keras
 
-from ..models.saving import save_model
+from ..models.saving import is_complete_snapshot, read_metadata, remove_stale_temporaries, save_model
+
+
+def latest_snapshot(directory, backbone=None, dataset=None):
+    """The newest complete snapshot in `directory`: of the `.keras` files whose metadata records
+    an epoch (and this backbone and data set type, when given), the one of the highest epoch
+    (the newest file among equals) that `is_complete_snapshot`; None when there is none. Files
+    that fail the check are skipped with a warning; temporary files of `save_model` never count.
+    """
+    candidates = []
+    for name in sorted(os.listdir(directory)) if os.path.isdir(directory) else []:
+        path = os.path.join(directory, name)
+        if not name.endswith(".keras") or not os.path.isfile(path):
+            continue
+        metadata = read_metadata(path)
+        if not isinstance(metadata.get("epoch"), int):  # another model, or a damaged file
+            if not zipfile.is_zipfile(path):
+                warnings.warn(f"snapshot {path!r} is incomplete or damaged; ignored", stacklevel=2)
+            continue
+        if (backbone and metadata.get("backbone") != backbone) or (dataset and metadata.get("dataset") != dataset):
+            continue
+        candidates.append((metadata["epoch"], os.path.getmtime(path), path))
+    for _, _, path in sorted(candidates, reverse=True):
+        if is_complete_snapshot(path):
+            return path
+        warnings.warn(f"snapshot {path!r} is incomplete or damaged; ignored", stacklevel=2)
+    return None
 
 
 class Snapshot(keras.callbacks.Callback):
@@ -25,6 +54,12 @@ class Snapshot(keras.callbacks.Callback):
         self.saved_model = model
         self.verbose = verbose
         self.last_path = None
+
+    def on_train_begin(self, logs=None):
+        directory = os.path.dirname(os.path.abspath(self.filepath))
+        for path in remove_stale_temporaries(directory):
+            if self.verbose:
+                print(f"Removed {path}, left by a run that was stopped while saving")
 
     def on_epoch_end(self, epoch, logs=None):
         path = self.filepath.format(epoch=epoch + 1)

@@ -1,8 +1,11 @@
 """Saving and loading models as native `.keras` files, with the settings needed to rebuild the prediction model,
 and loading the `.h5` files of keras-maskrcnn 0.2 and keras-retinanet 1.0 (see `legacy`)."""
 
+import contextlib
 import json
 import os
+import socket
+import time
 import zipfile
 
 import keras
@@ -12,16 +15,101 @@ from ..utils.precision import apply_policy, resolve_policy
 from .maskrcnn import is_training_model, prediction_model
 
 METADATA_NAME = "keras_maskrcnn.json"
+TEMPORARY_SUFFIX = ".partial"
+PAUSE_VARIABLE = "KERAS_MASKRCNN_SAVE_PAUSE"
+"""Test hook: seconds `save_model` sleeps between writing its temporary file and renaming it."""
+
+
+def temporary_path(filepath):
+    """Where `save_model` writes `filepath` first: a hidden file in the same folder named after
+    it, this host and this process, ending in TEMPORARY_SUFFIX (never in .keras)."""
+    directory, name = os.path.split(os.path.abspath(filepath))
+    return os.path.join(directory, f".{name}~{socket.gethostname()}~{os.getpid()}{TEMPORARY_SUFFIX}")
+
+
+def _temporary_owner(name):
+    """(host, process id) of a temporary file name written by `save_model`, or None."""
+    if not (name.startswith(".") and name.endswith(TEMPORARY_SUFFIX)):
+        return None
+    parts = name[1:-len(TEMPORARY_SUFFIX)].rsplit("~", 2)
+    if len(parts) != 3 or not parts[2].isdigit():
+        return None
+    return parts[1], int(parts[2])
+
+
+def remove_stale_temporaries(directory):
+    """Deletes the temporary files of `save_model` in `directory` left by processes of this host
+    that no longer run (killed while saving); returns their paths."""
+    removed = []
+    for name in sorted(os.listdir(directory)) if os.path.isdir(directory) else []:
+        owner = _temporary_owner(name)
+        if owner is None or owner[0] != socket.gethostname() or owner[1] == os.getpid():
+            continue
+        try:
+            os.kill(owner[1], 0)
+            continue  # still running: maybe saving right now
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue  # another user's running process
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(os.path.join(directory, name))
+            removed.append(os.path.join(directory, name))
+    return removed
+
+
+def _fsync(path, directory=False):
+    descriptor = os.open(path, os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if directory else 0))
+    try:
+        os.fsync(descriptor)
+    except OSError:  # some file systems cannot sync folders
+        if not directory:
+            raise
+    finally:
+        os.close(descriptor)
 
 
 def save_model(model, filepath, **metadata):
     """Saves `model` (with its optimizer, if compiled) to a `.keras` file, plus JSON `metadata`
-    (e.g. anchor_params as a dict, backbone, epoch, filter settings) stored inside the same file."""
+    (e.g. anchor_params as a dict, backbone, epoch, filter settings) stored inside the same file.
+
+    The file appears complete or not at all: the model and its metadata are written to
+    `temporary_path(filepath)`, synced to disk, then renamed onto `filepath` (os.replace), so a
+    process killed at any moment leaves no partial `.keras` file (at most a temporary one, see
+    `remove_stale_temporaries`)."""
     if not str(filepath).endswith(".keras"):
         raise ValueError(f"model files end in .keras, got {filepath!r}")
-    model.save(filepath)
-    with zipfile.ZipFile(filepath, "a") as archive:
-        archive.writestr(METADATA_NAME, json.dumps(metadata))
+    from keras.src.saving import saving_lib  # keras.saving.save_model insists on a .keras name
+
+    filepath = str(filepath)
+    temporary = temporary_path(filepath)
+    try:
+        with open(temporary, "wb") as handle:
+            saving_lib.save_model(model, handle)
+        with zipfile.ZipFile(temporary, "a") as archive:
+            archive.writestr(METADATA_NAME, json.dumps(metadata))
+        _fsync(temporary)
+        pause = float(os.environ.get(PAUSE_VARIABLE) or 0)
+        if pause > 0:
+            time.sleep(pause)
+        os.replace(temporary, filepath)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(temporary)
+        raise
+    _fsync(os.path.dirname(os.path.abspath(filepath)), directory=True)
+
+
+def is_complete_snapshot(filepath):
+    """Whether `filepath` is a whole zip archive (every member's checksum holds) with the
+    metadata of `save_model` recording an epoch."""
+    try:
+        with zipfile.ZipFile(filepath) as archive:
+            if archive.testzip() is not None or METADATA_NAME not in archive.namelist():
+                return False
+            return "epoch" in json.loads(archive.read(METADATA_NAME))
+    except (OSError, zipfile.BadZipFile, ValueError, EOFError):
+        return False
 
 
 def is_legacy_file(filepath):

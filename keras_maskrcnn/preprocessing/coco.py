@@ -7,6 +7,11 @@ Polygon and RLE segmentations are decoded with pycocotools. Crowd annotations ar
 as objects: their boxes become 'ignore_bboxes', so anchors inside them are ignored rather than
 trained as background. Boxes under 1 pixel wide or high are skipped; images without
 annotations are kept as negatives. Labels are 0 .. C - 1 in order of the category ids.
+
+Every image's header is read when the generator is built (with a progress bar from
+PROGRESS_IMAGES images on): a missing or unreadable file, or one whose size is not the size
+the annotations give, raises UnreadableImageError, or with skip_bad_images=True is left out
+(listed in `unreadable`).
 """
 
 import contextlib
@@ -16,8 +21,12 @@ import os
 import numpy as np
 from pycocotools.coco import COCO
 
-from ..utils.image import read_image_bgr
+from ..utils.eval import progress
+from ..utils.image import UnreadableImageError, image_size, read_image_bgr
 from .generator import Generator
+
+PROGRESS_IMAGES = 1000
+"""From this many images on, checking their headers shows a progress bar."""
 
 
 class CocoGenerator(Generator):
@@ -34,7 +43,28 @@ class CocoGenerator(Generator):
             self.coco = COCO(annotations_file)
         self.image_ids = sorted(self.coco.getImgIds())
         self._load_classes()
+        self.unreadable = {}
+        self._check_images(kwargs.get("skip_bad_images", False))
         super().__init__(**kwargs)
+
+    def _check_images(self, skip_bad_images):
+        """Reads every image's header; leaves out (or raises on) the files that fail."""
+        readable = []
+        for index in progress(range(len(self.image_ids)), "Checking images: ", least=PROGRESS_IMAGES):
+            info = self.image_info(index)
+            path = self.image_path(index)
+            try:
+                size = image_size(path)
+                if size != (info["width"], info["height"]):
+                    raise UnreadableImageError(f"image file {path!r} is {size[0]}x{size[1]} but its annotations "
+                                               f"say {info['width']}x{info['height']}")
+            except UnreadableImageError as error:
+                if not skip_bad_images:
+                    raise UnreadableImageError(f"COCO image {info['id']}: {error}") from None
+                self.unreadable[path] = f"COCO image {info['id']}: {error}"
+                continue
+            readable.append(self.image_ids[index])
+        self.image_ids = readable
 
     def _load_classes(self):
         categories = sorted(self.coco.loadCats(self.coco.getCatIds()), key=lambda c: c["id"])
@@ -76,7 +106,10 @@ class CocoGenerator(Generator):
         return float(info["width"]) / float(info["height"])
 
     def load_image(self, image_index):
-        return read_image_bgr(self.image_path(image_index))
+        try:
+            return read_image_bgr(self.image_path(image_index))
+        except UnreadableImageError as error:
+            raise UnreadableImageError(f"COCO image {self.image_ids[image_index]}: {error}") from None
 
     def load_annotations(self, image_index):
         info = self.image_info(image_index)

@@ -134,3 +134,29 @@ def test_synthetic_coco_crowds_small_boxes_negatives_and_modes(tmp_path):
 def test_missing_annotations_file(tmp_path):
     with pytest.raises(ValueError, match="instances_nope.json' does not exist"):
         CocoGenerator(str(tmp_path), "nope")
+
+
+def test_unreadable_or_mis_sized_images_raise_or_are_left_out(tmp_path):
+    square = [[10.0, 10.0, 30.0, 10.0, 30.0, 30.0, 10.0, 30.0]]
+    images = [(name, np.full((40, 50, 3), 90, np.uint8)) for name in ("a.png", "b.png", "c.png", "d.png")]
+    annotations = [{"image_id": i, "category_id": 1, "bbox": [10, 10, 20, 20], "segmentation": square}
+                   for i in (1, 2, 3, 4)]
+    write_coco(tmp_path, images, annotations, categories=[(1, "thing")])
+    folder = tmp_path / "images" / "demo"
+    (folder / "b.png").write_bytes(b"")
+    Image.fromarray(np.zeros((30, 50, 3), np.uint8)).save(folder / "c.png")
+    data = (folder / "d.png").read_bytes()
+    (folder / "d.png").write_bytes(data[:len(data) // 2])
+    with pytest.raises(ValueError, match=r"COCO image 2: image file '.*b.png' could not be read: cannot identify"):
+        CocoGenerator(str(tmp_path), "demo")
+    generator = CocoGenerator(str(tmp_path), "demo", skip_bad_images=True, group_method="none", shuffle_groups=False,
+                              image_min_side=64, image_max_side=96, seed=0)
+    assert generator.image_ids == [1, 4]
+    assert list(generator.bad_images.messages().values()) == [
+        f"COCO image 2: image file '{folder / 'b.png'}' could not be read: cannot identify image file "
+        f"'{folder / 'b.png'}'",
+        f"COCO image 3: image file '{folder / 'c.png'}' is 50x30 but its annotations say 50x40",
+    ]
+    with pytest.warns(UserWarning, match=r"replaced in this batch by '.*a.png': COCO image 4: image file '.*d.png' "
+                                         r"could not be read: image file is truncated"):
+        generator[1]

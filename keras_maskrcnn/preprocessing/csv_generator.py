@@ -20,8 +20,12 @@ import warnings
 
 import numpy as np
 
-from ..utils.image import image_size, read_image_bgr, read_mask
+from ..utils.eval import progress
+from ..utils.image import UnreadableImageError, image_size, read_image_bgr, read_mask
 from .generator import Generator
+
+PROGRESS_ROWS = 1000
+"""From this many annotation rows on, checking the image files shows a progress bar."""
 
 
 def _open_csv(path, what):
@@ -95,8 +99,11 @@ class CSVGenerator(Generator):
     """Generator over a CSV annotations file and a CSV class file (see the module docstring).
 
     Files are checked when the generator is built: every image and mask must exist and have a
-    readable header, and every mask must have its image's size. Boxes running outside their
-    image are clipped with a warning.
+    readable header, and every mask must have its image's size (with a progress bar from
+    PROGRESS_ROWS rows on). The first file that fails raises UnreadableImageError naming file
+    and line, or, with skip_bad_images=True, every image that fails is left out and listed in
+    `unreadable` ({image file: message}). Boxes running outside their image are clipped with a
+    warning.
     """
 
     def __init__(self, csv_data_file, csv_class_file, base_dir=None, **kwargs):
@@ -107,15 +114,23 @@ class CSVGenerator(Generator):
         self.image_names = []
         self.image_data = {}
         self.image_sizes = {}
-        self._read_annotations(csv_data_file)
+        self.unreadable = {}
+        self._read_annotations(csv_data_file, kwargs.get("skip_bad_images", False))
         super().__init__(**kwargs)
 
     def _resolve(self, path):
         return path if os.path.isabs(path) else os.path.join(self.base_dir, path)
 
-    def _read_annotations(self, csv_data_file):
+    def _unreadable(self, path, message, skip):
+        """An image (or one of its masks) that is missing or unreadable: raise, or note it."""
+        if not skip:
+            raise UnreadableImageError(message)
+        self.unreadable.setdefault(path, message)
+
+    def _read_annotations(self, csv_data_file, skip_bad_images=False):
         image_lines = {}
-        for line, fields in _rows(csv_data_file, "annotations"):
+        rows = list(_rows(csv_data_file, "annotations"))
+        for line, fields in progress(rows, "Checking images: ", least=PROGRESS_ROWS):
             where = f"{csv_data_file}:{line}"
             if len(fields) != 7:
                 raise ValueError(f"{where}: expected 7 columns 'path,x1,y1,x2,y2,class_name,mask_path', "
@@ -125,15 +140,13 @@ class CSVGenerator(Generator):
                 raise ValueError(f"{where}: empty image path")
             path = self._resolve(image_file)
             if path not in self.image_data:
-                if not os.path.isfile(path):
-                    raise ValueError(f"{where}: image file {path!r} does not exist")
-                try:
-                    self.image_sizes[path] = image_size(path)
-                except ValueError as error:
-                    raise ValueError(f"{where}: {error}") from None
                 self.image_data[path] = []
                 self.image_names.append(path)
                 image_lines[path] = line
+                try:
+                    self.image_sizes[path] = image_size(path)
+                except UnreadableImageError as error:
+                    self._unreadable(path, f"{where}: {error}", skip_bad_images)
             if not any((x1, y1, x2, y2, class_name, mask_file)):
                 continue
             if not all((x1, y1, x2, y2, class_name, mask_file)):
@@ -148,22 +161,31 @@ class CSVGenerator(Generator):
             if class_name not in self.classes:
                 raise ValueError(f"{where}: unknown class name {class_name!r} (known: {sorted(self.classes)})")
             mask_path = self._resolve(mask_file)
+            if path in self.unreadable:
+                continue
             if not os.path.isfile(mask_path):
-                raise ValueError(f"{where}: mask file {mask_path!r} does not exist")
+                self._unreadable(path, f"{where}: mask file {mask_path!r} does not exist", skip_bad_images)
+                continue
             try:
                 mask_size = image_size(mask_path)
-            except ValueError as error:
-                raise ValueError(f"{where}: {str(error).replace('image file', 'mask file', 1)}") from None
+            except UnreadableImageError as error:
+                message = str(error).replace("image file", "mask file", 1)
+                self._unreadable(path, f"{where}: {message}", skip_bad_images)
+                continue
             width, height = self.image_sizes[path]
             if mask_size != (width, height):
-                raise ValueError(f"{where}: mask file {mask_path!r} is {mask_size[0]}x{mask_size[1]} but image file "
-                                 f"{path!r} is {width}x{height}")
+                self._unreadable(path, f"{where}: mask file {mask_path!r} is {mask_size[0]}x{mask_size[1]} but "
+                                       f"image file {path!r} is {width}x{height}", skip_bad_images)
+                continue
             clipped = [min(box[0], width), min(box[1], height), min(box[2], width), min(box[3], height)]
             if clipped != box:
                 warnings.warn(f"{where}: box {box} runs outside the {width}x{height} image {path!r}; "
                               f"clipped to {clipped}", stacklevel=2)
             self.image_data[path].append({"bbox": clipped, "label": self.classes[class_name],
                                           "mask_path": mask_path, "line": line})
+        for path in self.unreadable:
+            self.image_names.remove(path)
+            del self.image_data[path]
         self.image_lines = image_lines
 
     def size(self):
@@ -183,8 +205,8 @@ class CSVGenerator(Generator):
         path = self.image_names[image_index]
         try:
             return read_image_bgr(path)
-        except ValueError as error:
-            raise ValueError(f"{self.csv_data_file}:{self.image_lines[path]}: {error}") from None
+        except UnreadableImageError as error:
+            raise UnreadableImageError(f"{self.csv_data_file}:{self.image_lines[path]}: {error}") from None
 
     def load_annotations(self, image_index):
         path = self.image_names[image_index]
@@ -194,12 +216,13 @@ class CSVGenerator(Generator):
             where = f"{self.csv_data_file}:{entry['line']}"
             try:
                 mask = read_mask(entry["mask_path"])
-            except ValueError as error:
-                raise ValueError(f"{where}: {error}") from None
+            except UnreadableImageError as error:
+                raise UnreadableImageError(f"{where}: {error}") from None
             width, height = self.image_sizes[path]
             if mask.shape != (height, width):
-                raise ValueError(f"{where}: mask file {entry['mask_path']!r} is {mask.shape[1]}x{mask.shape[0]} "
-                                 f"but image file {path!r} is {width}x{height}")
+                raise UnreadableImageError(f"{where}: mask file {entry['mask_path']!r} is "
+                                           f"{mask.shape[1]}x{mask.shape[0]} but image file {path!r} is "
+                                           f"{width}x{height}")
             masks.append(mask)
         return {
             "labels": np.array([entry["label"] for entry in entries], dtype=np.int64),

@@ -190,3 +190,89 @@ def test_image_corrupted_after_loading_names_file_and_line(dataset):
     (dataset / "masks" / "a0.png").unlink()
     with pytest.raises(ValueError, match=r"annotations.csv:2: mask file '.*a0.png' does not exist"):
         generator.load_annotations(1)
+
+
+# unreadable images with skip_bad_images
+
+def truncate(path, keep=0.5):
+    """Cuts a file to a fraction of its bytes (its header stays readable for keep >= 0.5 of a PNG)."""
+    data = path.read_bytes()
+    path.write_bytes(data[:int(len(data) * keep)])
+
+
+def shapes_set(tmp_path, images=6):
+    from keras_maskrcnn.datasets.shapes import make_shapes_dataset
+
+    annotations, classes = make_shapes_dataset(str(tmp_path / "shapes"), images=images, size=64, seed=1)
+    return tmp_path / "shapes", annotations, classes
+
+
+def test_skip_bad_images_leaves_out_unreadable_headers_and_wrong_mask_sizes(tmp_path):
+    folder, annotations, classes = shapes_set(tmp_path)
+    (folder / "images" / "empty.jpg").write_bytes(b"")
+    (folder / "images" / "text.jpg").write_text("not a picture\n")
+    lines = open(annotations).read().splitlines()
+    first_mask = lines[0].split(",")[6]
+    cv2.imwrite(str(folder / first_mask), np.zeros((32, 48), np.uint8))
+    lines += ["images/empty.jpg,,,,,,", "images/text.jpg,,,,,,", "images/missing.png,,,,,,"]
+    (folder / "annotations.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=r"annotations.csv:1: mask file '.*00000_00.png' is 48x32 but image file "
+                                         r"'.*00000.png' is 64x64"):
+        CSVGenerator(annotations, classes)
+    generator = CSVGenerator(annotations, classes, skip_bad_images=True)
+    assert generator.size() == 5 and "images/00000.png" not in " ".join(generator.image_names)
+    count = len(lines)
+    assert list(generator.bad_images.messages().values()) == [
+        f"{annotations}:1: mask file '{folder / first_mask}' is 48x32 but image file '{folder / 'images' / '00000.png'}' "
+        f"is 64x64",
+        f"{annotations}:{count - 2}: image file '{folder / 'images' / 'empty.jpg'}' could not be read: cannot identify "
+        f"image file '{folder / 'images' / 'empty.jpg'}'",
+        f"{annotations}:{count - 1}: image file '{folder / 'images' / 'text.jpg'}' could not be read: cannot identify "
+        f"image file '{folder / 'images' / 'text.jpg'}'",
+        f"{annotations}:{count}: image file '{folder / 'images' / 'missing.png'}' does not exist",
+    ]
+    assert generator.bad_images.events() == []
+    assert all(np.isfinite(generator[i][0]["image"]).all() for i in range(len(generator)))
+
+
+def test_image_that_fails_to_decode_is_replaced_the_same_way_with_the_same_seed(tmp_path):
+    folder, annotations, classes = shapes_set(tmp_path)
+    truncate(folder / "images" / "00003.png")
+    kwargs = dict(skip_bad_images=True, seed=5, batch_size=2, image_min_side=64, image_max_side=64)
+    generator = CSVGenerator(annotations, classes, **kwargs)
+    assert len(generator.bad_images) == 0  # the header is fine: found only when decoded
+    index = next(i for i, group in enumerate(generator.groups) if 3 in group)
+    line = generator.image_lines[str(folder / "images" / "00003.png")]
+    with pytest.warns(UserWarning, match=r"skipped an unreadable image, replaced in this batch by '.*000\d\d.png': "
+                                         rf".*annotations.csv:{line}: image file '.*00003.png' could not be read: "
+                                         r"image file is truncated"):
+        inputs, targets = generator[index]
+    assert list(generator.bad_images.messages()) == [str(folder / "images" / "00003.png")]
+    assert generator.bad_images.events() == [str(folder / "images" / "00003.png")]
+    again = CSVGenerator(annotations, classes, **kwargs)
+    with pytest.warns(UserWarning):
+        inputs_again, targets_again = again[index]
+    for name in inputs:
+        np.testing.assert_array_equal(inputs[name], inputs_again[name])
+    for name in targets:
+        np.testing.assert_array_equal(targets[name], targets_again[name])
+    with pytest.raises(ValueError, match=rf"annotations.csv:{line}: image file '.*00003.png' could not be read"):
+        CSVGenerator(annotations, classes, seed=5, batch_size=2)[index]
+
+
+def test_truncated_mask_replaces_its_image(tmp_path):
+    folder, annotations, classes = shapes_set(tmp_path, images=3)
+    truncate(folder / "masks" / "00001_00.png", keep=0.6)
+    generator = CSVGenerator(annotations, classes, skip_bad_images=True, group_method="none", shuffle_groups=False,
+                             batch_size=3, image_min_side=64, image_max_side=64, seed=0)
+    with pytest.warns(UserWarning, match=r"mask file '.*00001_00.png' could not be read"):
+        generator[0]
+    assert list(generator.bad_images.messages()) == [str(folder / "images" / "00001.png")]
+
+
+def test_no_readable_image_is_an_error(tmp_path):
+    folder, annotations, classes = shapes_set(tmp_path, images=2)
+    for name in ("00000.png", "00001.png"):
+        (folder / "images" / name).write_bytes(b"")
+    with pytest.raises(ValueError, match=r"none of the 2 images of the data set can be read:\n  .*annotations.csv:1: "):
+        CSVGenerator(annotations, classes, skip_bad_images=True)

@@ -24,6 +24,7 @@ import numpy as np
 from ..utils.anchors import AnchorParameters, anchor_targets_bbox, anchors_for_shape
 from ..utils.image import (
     TransformParameters,
+    UnreadableImageError,
     apply_transform,
     apply_transform_to_mask,
     preprocess_image as caffe_preprocess_image,
@@ -32,6 +33,8 @@ from ..utils.image import (
 )
 from ..utils.masks import roi_mask_targets
 from ..utils.transform import adjust_transform_for_image, boxes_from_masks, transform_aabb
+from .bad_images import BadImages, listing
+from .bad_images import warn as warn_bad_image
 
 GROUP_METHODS = ("none", "random", "ratio")
 
@@ -102,13 +105,21 @@ class Generator(keras.utils.PyDataset):
         pad_multiple: batch height and width are rounded up to a multiple of this.
         seed: int for reproducible batches (shuffling, augmentation and RoIs depend only on
             seed, epoch and batch index); None for fresh randomness on every call.
+        skip_bad_images: False: an image or mask that cannot be read raises UnreadableImageError
+            (a ValueError naming the file). True: images whose files are missing or have an
+            unreadable header are left out when the generator is built (subclasses list them in
+            `self.unreadable` before calling this constructor), and an image that fails to
+            decode when a batch is built is replaced in that batch by another readable one
+            (drawn from the batch's random numbers, so the same with the same seed), with a
+            warning. Either way they go into `self.bad_images` (a BadImages record).
         workers, use_multiprocessing, max_queue_size: passed to keras.utils.PyDataset.
     """
 
     def __init__(self, transform_generator=None, visual_effect_generator=None, batch_size=1, group_method="ratio",
                  shuffle_groups=True, image_min_side=800, image_max_side=1333, transform_parameters=None,
                  anchor_params=None, preprocess_image=None, mask_size=28, mask_rois_per_image=64, roi_jitter=1,
-                 mask_rois_multiple=16, pad_multiple=32, seed=None, workers=1, use_multiprocessing=False, max_queue_size=10):
+                 mask_rois_multiple=16, pad_multiple=32, seed=None, skip_bad_images=False, workers=1,
+                 use_multiprocessing=False, max_queue_size=10):
         super().__init__(workers=workers, use_multiprocessing=use_multiprocessing, max_queue_size=max_queue_size)
         if group_method not in GROUP_METHODS:
             raise ValueError(f"group_method {group_method!r} is not one of {GROUP_METHODS}")
@@ -138,6 +149,13 @@ class Generator(keras.utils.PyDataset):
         self.epoch = 0
         self._anchors = {}
         self._lock = threading.Lock()
+        self.skip_bad_images = bool(skip_bad_images)
+        self.bad_images = BadImages(shared=self.skip_bad_images and use_multiprocessing)
+        for key, message in getattr(self, "unreadable", {}).items():
+            self.bad_images.add(key, message)
+        if self.size() == 0 and len(self.bad_images):
+            raise UnreadableImageError(f"none of the {len(self.bad_images)} images of the data set can be read:\n"
+                                       f"{listing(self.bad_images.messages().values())}")
         self.group_images()
 
     # dataset interface, implemented by subclasses
@@ -216,6 +234,47 @@ class Generator(keras.utils.PyDataset):
     def load_annotations_group(self, group):
         """Annotations of a group, as standardised dicts (see load_annotations)."""
         return [self._standardize_annotations(self.load_annotations(i), i) for i in group]
+
+    def record_bad_image(self, image_index, error, replaced=False):
+        """Notes in bad_images that image `image_index` could not be read (`error`, an
+        UnreadableImageError); `replaced`: it was replaced in a batch. True the first time."""
+        return self.bad_images.add(self.image_path(image_index), str(error), replaced=replaced)
+
+    def load_group(self, group, rng=None):
+        """(group, images, standardised annotations) of a list of image indices.
+
+        With skip_bad_images, an image whose file or masks cannot be read is replaced by the
+        first readable image of a random order of the data set (drawn from `rng`); the returned
+        group holds the indices actually loaded. Without, UnreadableImageError propagates.
+        """
+        group = list(group)
+        image_group, annotations_group = [], []
+        for position, image_index in enumerate(group):
+            failures, candidates = [], None
+            while True:
+                try:
+                    image = self.load_image(image_index)
+                    annotations = self._standardize_annotations(self.load_annotations(image_index), image_index)
+                    break
+                except UnreadableImageError as error:
+                    if not self.skip_bad_images:
+                        raise
+                    self.record_bad_image(image_index, error, replaced=True)
+                    failures.append(error)
+                    if candidates is None:
+                        rng = rng if rng is not None else np.random.default_rng()
+                        candidates = iter(int(i) for i in rng.permutation(self.size()) if i != group[position])
+                    image_index = next(candidates, None)
+                    if image_index is None:
+                        raise UnreadableImageError(f"no image of the data set can be read; the last error: "
+                                                   f"{error}") from None
+            for error in failures:
+                warn_bad_image(f"skipped an unreadable image, replaced in this batch by {self.image_path(image_index)!r}: "
+                               f"{error}")
+            group[position] = image_index
+            image_group.append(image)
+            annotations_group.append(annotations)
+        return group, image_group, annotations_group
 
     @staticmethod
     def _select(annotations, keep):
@@ -420,8 +479,7 @@ class Generator(keras.utils.PyDataset):
         """(inputs, targets) of a group of image indices; rng: numpy Generator for augmentation
         and RoI sampling (fresh randomness when None)."""
         rng = rng if rng is not None else np.random.default_rng()
-        image_group = self.load_image_group(group)
-        annotations_group = self.load_annotations_group(group)
+        group, image_group, annotations_group = self.load_group(group, rng)
         image_group, annotations_group = self.filter_annotations(image_group, annotations_group, group)
         image_group, annotations_group = self.random_transform_group(image_group, annotations_group, rng)
         image_group, annotations_group = self.preprocess_group(image_group, annotations_group)

@@ -1,3 +1,4 @@
+import multiprocessing
 import warnings
 
 import numpy as np
@@ -5,6 +6,7 @@ import pytest
 
 from keras_maskrcnn.preprocessing.generator import Generator, box_iou_pairwise, jitter_boxes
 from keras_maskrcnn.utils.anchors import anchors_for_shape
+from keras_maskrcnn.utils.image import UnreadableImageError
 from keras_maskrcnn.utils.masks import roi_mask_targets
 from keras_maskrcnn.utils.transform import random_transform_generator
 
@@ -349,3 +351,47 @@ def test_fit_accepts_the_generator_with_workers():
         warnings.simplefilter("error")
         for inputs, targets in batches:
             assert inputs["image"].shape == (1, 64, 64, 3)
+
+
+class BrokenGenerator(MemoryGenerator):
+    """MemoryGenerator whose images in `broken` cannot be read."""
+
+    def __init__(self, entries, broken, **kwargs):
+        self.broken = set(broken)
+        super().__init__(entries, **kwargs)
+
+    def load_image(self, image_index):
+        if image_index in self.broken:
+            raise UnreadableImageError(f"image file {self.image_path(image_index)!r} could not be read: broken")
+        return super().load_image(image_index)
+
+
+def _batch_images(generator, index):
+    return generator[index][0]["image"]
+
+
+def test_bad_images_found_in_worker_processes_reach_the_main_process():
+    entries = [make_entry((64, 64), [(5, 5, 40, 30)], rng=np.random.default_rng(i)) for i in range(6)]
+    generator = BrokenGenerator(entries, broken=[1, 4], batch_size=2, group_method="none", shuffle_groups=False,
+                                skip_bad_images=True, use_multiprocessing=True, **small_kwargs())
+    context = multiprocessing.get_context("fork")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with context.Pool(2) as pool:
+            batches = pool.starmap(_batch_images, [(generator, index) for index in range(len(generator))])
+    assert [batch.shape[0] for batch in batches] == [2, 2, 2]
+    assert list(sorted(generator.bad_images.messages())) == ["memory/1.png", "memory/4.png"]
+    assert sorted(generator.bad_images.events()) == ["memory/1.png", "memory/4.png"]
+    assert generator.bad_images.messages()["memory/4.png"] == "image file 'memory/4.png' could not be read: broken"
+
+
+def test_replacement_is_readable_and_not_the_bad_image():
+    entries = [make_entry((64, 64), [(5, 5, 40, 30)], rng=np.random.default_rng(i)) for i in range(4)]
+    generator = BrokenGenerator(entries, broken=[0, 1, 2], batch_size=1, group_method="none", shuffle_groups=False,
+                                skip_bad_images=True, **small_kwargs())
+    with pytest.warns(UserWarning, match="replaced in this batch by 'memory/3.png'"):
+        group, images, _ = generator.load_group([0], np.random.default_rng(0))
+    assert group == [3] and images[0] is entries[3][0]
+    everything = BrokenGenerator(entries, broken=[0, 1, 2, 3], skip_bad_images=True, **small_kwargs())
+    with pytest.raises(ValueError, match="no image of the data set can be read"):
+        everything.load_group([0])

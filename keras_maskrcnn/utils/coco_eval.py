@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 from pycocotools.cocoeval import COCOeval
 
-from .eval import encode_masks, predict_image, progress
+from .eval import encode_masks, load_or_skip, predict_image, progress
 from .masks import paste_mask
 
 COCO_STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl",
@@ -24,12 +24,15 @@ def _get_coco_results(generator, model, threshold=0.05, binarize_threshold=0.5, 
 
     Returns (results, image_ids): results is a list of COCO result dicts (image_id, category_id,
     score, bbox [x, y, w, h] in original-image pixels, segmentation RLE with str counts);
-    image_ids the COCO ids of all evaluated images.
+    image_ids the COCO ids of all evaluated images (without those left out as unreadable, see
+    `utils.eval.load_or_skip`).
     """
     results = []
     image_ids = []
     for index in progress(range(generator.size()), "COCO evaluation: "):
-        raw_image = generator.load_image(index)
+        raw_image = load_or_skip(generator, generator.load_image, index)
+        if raw_image is None:
+            continue
         image_id = int(generator.image_ids[index])
         image_ids.append(image_id)
         boxes, scores, labels, masks = predict_image(

@@ -15,6 +15,7 @@ import numpy as np
 import progressbar
 from pycocotools import mask as mask_utils
 
+from .image import UnreadableImageError
 from .masks import paste_mask
 from .visualization import draw_annotations, draw_detections
 
@@ -64,8 +65,11 @@ class _CurrentStderr:
         return getattr(sys.stderr, name)
 
 
-def progress(iterable, prefix):
-    """Iterates over `iterable` with a progressbar2 bar on the current sys.stderr."""
+def progress(iterable, prefix, least=0):
+    """Iterates over `iterable` with a progressbar2 bar on the current sys.stderr (without a bar
+    when it has fewer than `least` items)."""
+    if least and len(iterable) < least:
+        return iter(iterable)
     return progressbar.progressbar(iterable, prefix=prefix, fd=_CurrentStderr())
 
 
@@ -118,19 +122,42 @@ def predict_image(generator, model, raw_image, score_threshold=0.05, max_detecti
             image_masks.astype(np.float32))
 
 
+def load_or_skip(generator, load, index):
+    """load(index) (e.g. generator.load_image); None when it raises UnreadableImageError and the
+    generator skips bad images (its skip_bad_images), after a warning naming the file and a
+    note in the generator's bad_images. Without skip_bad_images the error propagates."""
+    try:
+        return load(index)
+    except UnreadableImageError as error:
+        if not getattr(generator, "skip_bad_images", False):
+            raise
+        if hasattr(generator, "record_bad_image"):
+            generator.record_bad_image(index, error)
+        from ..preprocessing.bad_images import warn
+
+        warn(f"evaluation leaves out an unreadable image: {error}")
+        return None
+
+
 def _get_detections(generator, model, score_threshold=0.05, max_detections=100,
                     binarize_threshold=0.5, save_path=None):
     """Runs the model over every image of the generator (with a progress bar).
 
     Returns a list (one per image) of dicts: 'boxes' (K, 4) float original-image pixels,
     'scores' (K,), 'labels' (K,) int, 'masks' list of K RLEs of the pasted, binarised full-image
-    masks. With save_path, writes `{index}.png` there with annotations and detections drawn.
+    masks; None for an image that cannot be read when the generator skips bad images (see
+    `load_or_skip`). With save_path, writes `{index}.png` there with annotations and detections
+    drawn.
     """
     if save_path is not None:
         os.makedirs(save_path, exist_ok=True)
     detections = []
     for index in progress(range(generator.size()), "Running network: "):
-        raw_image = generator.load_image(index)
+        raw_image = load_or_skip(generator, generator.load_image, index)
+        drawn = load_or_skip(generator, generator.load_annotations, index) if save_path is not None else {}
+        if raw_image is None or drawn is None:
+            detections.append(None)
+            continue
         boxes, scores, labels, masks = predict_image(
             generator, model, raw_image, score_threshold=score_threshold,
             max_detections=max_detections)
@@ -140,8 +167,7 @@ def _get_detections(generator, model, score_threshold=0.05, max_detections=100,
 
         if save_path is not None:
             picture = raw_image.copy()
-            draw_annotations(picture, generator.load_annotations(index),
-                             label_to_name=generator.label_to_name)
+            draw_annotations(picture, drawn, label_to_name=generator.label_to_name)
             draw_detections(picture, boxes, scores, labels, masks=masks,
                             label_to_name=generator.label_to_name,
                             score_threshold=score_threshold,
@@ -150,12 +176,16 @@ def _get_detections(generator, model, score_threshold=0.05, max_detections=100,
     return detections
 
 
-def _get_annotations(generator):
+def _get_annotations(generator, skip=()):
     """Loads the ground truth of every image: list of dicts 'labels' (M,) int, 'bboxes' (M, 4),
-    'masks' list of M RLEs of the full-image masks."""
+    'masks' list of M RLEs of the full-image masks; None for the images of `skip` and for those
+    whose masks cannot be read when the generator skips bad images."""
     annotations = []
     for index in range(generator.size()):
-        loaded = generator.load_annotations(index)
+        loaded = None if index in skip else load_or_skip(generator, generator.load_annotations, index)
+        if loaded is None:
+            annotations.append(None)
+            continue
         annotations.append({
             "labels": np.asarray(loaded["labels"]).reshape(-1).astype(np.int64),
             "bboxes": np.asarray(loaded["bboxes"], dtype=np.float64).reshape(-1, 4),
@@ -249,13 +279,17 @@ def evaluate(generator, model, iou_threshold=0.5, score_threshold=0.05, max_dete
     model: anything with predict_on_batch(images (1, h, w, 3)) returning outputs whose last four
     are boxes (1, N, 4) in resized-input pixels, scores (1, N), labels (1, N), masks
     (1, N, S, S, C). Predicted masks are pasted at full image size and binarised at
-    binarize_threshold. save_path: directory for annotated pictures, or None.
+    binarize_threshold. save_path: directory for annotated pictures, or None. An image that
+    cannot be read raises UnreadableImageError, or is left out with a warning when the
+    generator's skip_bad_images is true.
     Returns {label: (average_precision, num_annotations)} for labels the generator has.
     """
     detections = _get_detections(generator, model, score_threshold=score_threshold,
                                  max_detections=max_detections,
                                  binarize_threshold=binarize_threshold, save_path=save_path)
-    annotations = _get_annotations(generator)
+    annotations = _get_annotations(generator, skip={i for i, found in enumerate(detections) if found is None})
+    pairs = [(found, truth) for found, truth in zip(detections, annotations) if found is not None and truth is not None]
+    detections, annotations = [found for found, _ in pairs], [truth for _, truth in pairs]
     average_precisions = compute_average_precisions(
         detections, annotations, generator.num_classes(), iou_threshold=iou_threshold)
     return {label: value for label, value in average_precisions.items() if generator.has_label(label)}

@@ -317,3 +317,22 @@ def test_get_annotations_encodes_masks():
     assert len(annotations) == 3
     assert [len(a["masks"]) for a in annotations] == [2, 2, 3]
     assert annotations[2]["masks"][0]["size"] == [50, 90]
+
+
+def test_evaluate_raises_on_an_unreadable_image_or_leaves_it_out(tmp_path):
+    from keras_maskrcnn.utils.image import UnreadableImageError
+
+    scenes = shape_scenes()
+    generator = _csv_generator(tmp_path, scenes)
+    if isinstance(generator, StubGenerator):
+        pytest.skip("needs the CSV generator")
+    broken = tmp_path / "image1.png"
+    broken.write_bytes(broken.read_bytes()[:100])
+    with pytest.raises(UnreadableImageError, match=r"annotations.csv:\d+: image file '.*image1.png' could not be read"):
+        evaluate(generator, EmptyModel(generator.num_classes()))
+    generator.skip_bad_images = True
+    with pytest.warns(UserWarning, match=r"evaluation leaves out an unreadable image: .*image1.png"):
+        result = evaluate(generator, EmptyModel(generator.num_classes()))
+    kept = [scenes[0][1]["labels"], scenes[2][1]["labels"]]
+    assert result == {label: (0.0, sum(int((labels == label).sum()) for labels in kept)) for label in (0, 1)}
+    assert list(generator.bad_images.messages()) == [str(broken)]

@@ -12,6 +12,10 @@ from PIL import Image
 CAFFE_MEAN_BGR = np.array([103.939, 116.779, 123.68], dtype=np.float32)
 
 
+class UnreadableImageError(ValueError):
+    """An image or mask file is missing or cannot be decoded; the message names the file."""
+
+
 def to_bgr_uint8(array):
     """Any image array (grey, grey+alpha, RGB, RGBA; uint8, uint16, int32, float) -> BGR uint8.
 
@@ -45,11 +49,11 @@ def read_image_bgr(path):
     """Reads an image file as BGR uint8 (H, W, 3), whatever its mode (grey, RGBA, palette, 16-bit).
 
     Pixels are returned as stored: EXIF orientation is not applied, since annotations (COCO's
-    included) refer to the stored pixels. Raises ValueError naming the file if it is missing or
-    cannot be decoded.
+    included) refer to the stored pixels. Raises UnreadableImageError (a ValueError) naming the file if it
+    is missing or cannot be decoded.
     """
     if not os.path.isfile(path):
-        raise ValueError(f"image file {path!r} does not exist")
+        raise UnreadableImageError(f"image file {path!r} does not exist")
     try:
         with Image.open(path) as image:
             image.load()
@@ -62,7 +66,7 @@ def read_image_bgr(path):
                 image = image.convert("L")
             array = np.asarray(image)
     except (OSError, ValueError, SyntaxError) as error:
-        raise ValueError(f"image file {path!r} could not be read: {error}") from None
+        raise UnreadableImageError(f"image file {path!r} could not be read: {error}") from None
     return to_bgr_uint8(array)
 
 
@@ -71,10 +75,10 @@ def read_mask(path):
     ignored) is foreground, except in JPEG files, whose compression noise is removed by taking only values
     above half the file's maximum as foreground.
 
-    Raises ValueError naming the file if it is missing or cannot be decoded.
+    Raises UnreadableImageError (a ValueError) naming the file if it is missing or cannot be decoded.
     """
     if not os.path.isfile(path):
-        raise ValueError(f"mask file {path!r} does not exist")
+        raise UnreadableImageError(f"mask file {path!r} does not exist")
     try:
         with Image.open(path) as image:
             image.load()
@@ -83,7 +87,7 @@ def read_mask(path):
                 image = image.convert("RGB")
             array = np.asarray(image)
     except (OSError, ValueError, SyntaxError) as error:
-        raise ValueError(f"mask file {path!r} could not be read: {error}") from None
+        raise UnreadableImageError(f"mask file {path!r} could not be read: {error}") from None
     if array.ndim == 3:
         array = array[:, :, 0] if array.shape[2] == 2 else array[:, :, :3].max(axis=2)
     if lossy:
@@ -92,12 +96,15 @@ def read_mask(path):
 
 
 def image_size(path):
-    """(width, height) of an image file from its header; ValueError naming the file if unreadable."""
+    """(width, height) of an image file from its header (the pixels are not decoded);
+    UnreadableImageError (a ValueError) naming the file if it is missing or unreadable."""
+    if not os.path.isfile(path):
+        raise UnreadableImageError(f"image file {path!r} does not exist")
     try:
         with Image.open(path) as image:
             return image.size
     except (OSError, ValueError, SyntaxError) as error:
-        raise ValueError(f"image file {path!r} could not be read: {error}") from None
+        raise UnreadableImageError(f"image file {path!r} could not be read: {error}") from None
 
 
 TORCH_MEAN_RGB = np.array([0.485, 0.456, 0.406], dtype=np.float32)
