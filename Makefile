@@ -15,9 +15,8 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# Two workers (pytest-xdist), one test file each at a time: on 2 cores the suite takes about 2/3 of
-# the time of one process (measured 15.8 vs 23.5 min on a shared machine), since compiling and
-# tracing leave a core idle. PYTEST_FLAGS= runs it in one process.
+# Two workers (pytest-xdist), one test file each at a time: compiling and tracing, much of the
+# suite's time, run on one core and leave the other idle. PYTEST_FLAGS= runs it in one process.
 PYTEST_FLAGS ?= -n 2 --dist loadfile
 
 test: $(STAMP)
