@@ -217,7 +217,7 @@ def test_mixed_precision_trains_evaluates_and_predicts(data, tmp_path, capsys, m
 
 
 def test_console_scripts_are_installed():
-    for name in ("maskrcnn-train", "maskrcnn-evaluate", "maskrcnn-debug", "maskrcnn-predict"):
+    for name in ("maskrcnn-train", "maskrcnn-evaluate", "maskrcnn-debug", "maskrcnn-predict", "maskrcnn-convert"):
         script = os.path.join(os.path.dirname(sys.executable), name)
         result = subprocess.run([script, "--help"], capture_output=True, text=True)
         assert result.returncode == 0, result.stderr
