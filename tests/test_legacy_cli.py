@@ -143,9 +143,13 @@ def test_predict_and_evaluate_take_an_old_file(legacy_h5, small_shapes, tmp_path
     assert "mAP" in capsys.readouterr().out
 
 
-def test_predict_refuses_a_model_without_masks_and_evaluate_a_class_mismatch(legacy_h5, small_shapes,
-                                                                              two_classes, tmp_path, capsys):
-    with pytest.raises(SystemExit), pytest.warns(UserWarning, match="no mask head"):
+def test_predict_refuses_a_model_without_masks_and_evaluate_a_class_mismatch(legacy_h5, small_shapes, two_classes,
+                                                                              tmp_path, capsys, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("the model was loaded before the file was refused")
+
+    monkeypatch.setattr(predict, "load_model", refuse)
+    with pytest.raises(SystemExit):
         predict.main([legacy_h5["retinanet_inference"], small_shapes["val_images"], "--output-dir", str(tmp_path)])
     assert "is a keras-retinanet model without a mask head; maskrcnn-predict needs masks" in capsys.readouterr().err
     with pytest.raises(SystemExit):

@@ -137,19 +137,27 @@ def apply_model_defaults(args, metadata):
 
 
 def model_metadata(parser, path):
-    """`read_metadata` of a model file; parser.error when it is an .h5 file that no tool can open."""
+    """`read_metadata` of a model file for a tool that needs masks; parser.error when it is an .h5
+    file that no tool can open or a keras-retinanet one (boxes only), before any model is built."""
     from ..models import read_metadata
 
     try:
-        return read_metadata(path)
+        metadata = read_metadata(path)
     except ValueError as error:
         parser.error(str(error))
+    if metadata.get("legacy", {}).get("kind", "").startswith("keras-retinanet"):
+        no_masks(parser, path)
+    return metadata
+
+
+def no_masks(parser, path):
+    parser.error(f"{path!r} is a keras-retinanet model without a mask head; {parser.prog} needs masks")
 
 
 def require_masks(parser, model, path):
     """parser.error unless `model` outputs masks (keras-retinanet files give boxes only)."""
     if len(model.outputs) < 6:
-        parser.error(f"{path!r} is a keras-retinanet model without a mask head; {parser.prog} needs masks")
+        no_masks(parser, path)
 
 
 def model_classes(metadata):
