@@ -93,6 +93,10 @@ def parse_args(args):
               help="channels of the FPN and the box heads (default 256; ignored with --snapshot)")
     flags.add("--mask-feature-size", type=common.positive_int, default=256,
               help="channels of the mask head's convolutions (default 256; ignored with --snapshot)")
+    flags.add("--mask-upsampling", choices=("nearest", "transposed"), default="nearest",
+              help="how the mask head goes from 14x14 to 28x28: nearest upsampling + conv3x3 (keras-maskrcnn's, "
+                   "the default) or a 2x2 stride-2 transposed conv (the paper's; fewer operations); "
+                   "ignored with --snapshot")
     flags.add("--mask-rois", type=common.positive_int, default=64,
               help="most RoIs per image the mask head trains on: ground-truth boxes, then one jittered copy "
                    "of each (default 64; a batch is padded only to the next multiple of --mask-rois-multiple)")
@@ -334,7 +338,7 @@ def create_models(parser, args, backbone, num_classes, anchor_params):
             model = legacy_maskrcnn(num_classes, args.backbone, freeze_backbone=args.freeze_backbone,
                                     anchor_params=anchor_params, class_specific_filter=args.class_specific_filter,
                                     max_detections=args.max_detections, feature_size=args.feature_size,
-                                    mask_feature_size=args.mask_feature_size,
+                                    mask_feature_size=args.mask_feature_size, mask_upsampling=args.mask_upsampling,
                                     mixed_precision=args.mixed_precision or None)
         load_old_weights(model, args.weights)
         return _compiled(args, model, anchor_params)
@@ -343,7 +347,7 @@ def create_models(parser, args, backbone, num_classes, anchor_params):
                                   freeze_bn=True if args.weights else None, anchor_params=anchor_params,
                                   class_specific_filter=args.class_specific_filter,
                                   max_detections=args.max_detections, feature_size=args.feature_size,
-                                  mask_feature_size=args.mask_feature_size,
+                                  mask_feature_size=args.mask_feature_size, mask_upsampling=args.mask_upsampling,
                                   mixed_precision=args.mixed_precision or None)
     except Exception as error:  # a failed download surfaces as one of many types
         if weights == "imagenet":

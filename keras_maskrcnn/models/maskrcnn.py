@@ -96,7 +96,7 @@ def _prediction_graph(image, features, regression, classification, mask_model, a
 
 def maskrcnn(inputs, backbone_layers, num_classes, anchor_params=None, mask_dtype=None,
              prior_probability=0.01, feature_size=256, mask_feature_size=256, name="maskrcnn",
-             mixed_precision=None, legacy=False, **filter_kwargs):
+             mixed_precision=None, legacy=False, mask_upsampling="nearest", **filter_kwargs):
     """Prediction model: image (B,H,W,3) -> [regression (B,A,4), classification (B,A,C),
     boxes (B,N,4), scores (B,N), labels (B,N) int32, masks (B,N,28,28,C)].
 
@@ -105,7 +105,8 @@ def maskrcnn(inputs, backbone_layers, num_classes, anchor_params=None, mask_dtyp
     pre_nms_top_k (see `FilterDetections`). mask_dtype: dtype of the masks output (default float32).
     feature_size: channels of the FPN and the box heads; mask_feature_size: channels of the mask
     head's convolutions (both 256 by default, as in keras-maskrcnn; smaller is faster and is
-    enough for simple data such as the shapes demo).
+    enough for simple data such as the shapes demo). mask_upsampling: "nearest" (keras-maskrcnn's)
+    or "transposed" (a 2x2 stride-2 transposed conv, as in the paper and torchvision; see `mask_submodel`).
     mixed_precision: None or False (float32), True or "auto" ("mixed_float16" if a GPU is visible,
     else "mixed_bfloat16"), "mixed_bfloat16" or "mixed_float16": the dtype policy the layers are
     built under (the global policy is restored afterwards). Build backbone_layers under the same
@@ -122,7 +123,8 @@ def maskrcnn(inputs, backbone_layers, num_classes, anchor_params=None, mask_dtyp
         regression, classification = retinanet_outputs(features, num_classes, anchor_params.num_anchors(),
                                                        prior_probability, feature_size)
         mask_model = mask_submodel(num_classes, pyramid_feature_size=feature_size, feature_size=mask_feature_size,
-                                   last_conv_name="roi_mask_features" if legacy else "roi_mask_4")
+                                   last_conv_name="roi_mask_features" if legacy else "roi_mask_4",
+                                   upsampling=mask_upsampling)
         return _prediction_graph(inputs, features, regression, classification, mask_model, anchor_params,
                                  mask_dtype, name, **filter_kwargs)
 
