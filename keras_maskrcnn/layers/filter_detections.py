@@ -19,10 +19,18 @@ def pairwise_iou(boxes):
     """IoU matrix (B, K, K) of boxes (B, K, 4), continuous coordinates."""
     x1, y1, x2, y2 = [boxes[..., i] for i in range(4)]
     area = ops.maximum(x2 - x1, 0.0) * ops.maximum(y2 - y1, 0.0)
-    iw = ops.minimum(x2[:, :, None], x2[:, None, :]) - ops.maximum(x1[:, :, None], x1[:, None, :])
-    ih = ops.minimum(y2[:, :, None], y2[:, None, :]) - ops.maximum(y1[:, :, None], y1[:, None, :])
+
+    # ops.expand_dims rather than x[:, :, None]: LiteRT's converter cannot take the latter for dynamic shapes.
+    def column(x):  # (B, K) -> (B, K, 1)
+        return ops.expand_dims(x, 2)
+
+    def row(x):  # (B, K) -> (B, 1, K)
+        return ops.expand_dims(x, 1)
+
+    iw = ops.minimum(column(x2), row(x2)) - ops.maximum(column(x1), row(x1))
+    ih = ops.minimum(column(y2), row(y2)) - ops.maximum(column(y1), row(y1))
     inter = ops.maximum(iw, 0.0) * ops.maximum(ih, 0.0)
-    union = area[:, :, None] + area[:, None, :] - inter
+    union = column(area) + row(area) - inter
     return ops.where(union > 0.0, inter / ops.maximum(union, 1e-9), 0.0)
 
 
@@ -39,7 +47,7 @@ def greedy_nms(boxes, valid, labels, iou_threshold, class_specific=True):
     count = ops.shape(boxes)[1]
     suppress = pairwise_iou(boxes) > iou_threshold
     if class_specific:
-        suppress = ops.logical_and(suppress, ops.equal(labels[:, :, None], labels[:, None, :]))
+        suppress = ops.logical_and(suppress, ops.equal(ops.expand_dims(labels, 2), ops.expand_dims(labels, 1)))
     order = ops.arange(count)
     earlier = ops.expand_dims(order, 1) < ops.expand_dims(order, 0)
     suppress = ops.cast(ops.logical_and(suppress, ops.expand_dims(earlier, 0)), "float32")
