@@ -1,7 +1,7 @@
 """maskrcnn-export and exported models: every format against the Keras model, and maskrcnn-predict on them.
 
 One tiny model (MobileNetV2, 3 classes, 16 detection rows, 128 x 160 inputs) with weights set so that
-the scores are spread out (pyramid levels of unit scale, He-initialised heads), saved as a .keras file,
+the scores are spread out (`utils.synthetic.informative_weights`), saved as a .keras file,
 is exported once per format through the maskrcnn-export command (its check on); the tests share those
 artifacts. A format whose runtime is not installed is skipped (the test extra installs all four).
 """
@@ -23,6 +23,7 @@ from keras_maskrcnn.models import backbone, export_model, load_model, save_model
 from keras_maskrcnn.models import export as export_module
 from keras_maskrcnn.models import runtimes
 from keras_maskrcnn.utils.compare import compare_detections, describe
+from keras_maskrcnn.utils.synthetic import informative_weights
 
 FORMATS = {  # format -> (file name, runtime, its module)
     "tf_saved_model": ("saved_model", "saved_model", "tensorflow"),
@@ -33,31 +34,6 @@ FORMATS = {  # format -> (file name, runtime, its module)
 CLASSES = ["circle", "square", "triangle"]
 HEIGHT, WIDTH = 128, 160
 MAX_DETECTIONS = 16  # buckets 0, 2, 4, 8, 16
-
-
-def informative_weights(model, image, logit_std=1.5, bias=-4.0, seed=0):
-    """Scales the FPN inputs to unit variance on `image`, He-initialises the classification and mask heads
-    and sets the class logits to spread `logit_std` around `bias`: random weights that give distinct,
-    varied scores and non-constant masks (a freshly built MobileNetV2 shrinks its features to ~1e-5)."""
-    rng = np.random.default_rng(seed)
-    names = ("C3_reduced", "C4_reduced", "C5_reduced", "P6")
-    probe = keras.Model(model.inputs, [model.get_layer(name).input for name in names])
-    for name, features in zip(names, probe.predict_on_batch(image)):
-        layer = model.get_layer(name)
-        kernel, layer_bias = layer.get_weights()
-        layer.set_weights([kernel / max(float(np.std(features)), 1e-30), layer_bias])
-    for head in (model.get_layer("classification_submodel"), model.get_layer("masks").mask_model):
-        for layer in head.layers:
-            if isinstance(layer, keras.layers.Conv2D):
-                kernel, layer_bias = layer.get_weights()
-                scale = np.sqrt(2.0 / np.prod(kernel.shape[:3]))
-                layer.set_weights([rng.normal(0, scale, kernel.shape).astype(np.float32), layer_bias])
-    last = model.get_layer("classification_submodel").get_layer("pyramid_classification")
-    kernel, layer_bias = last.get_weights()
-    last.set_weights([kernel, np.zeros_like(layer_bias)])
-    scores = model.predict_on_batch(image)[1].astype(np.float64)
-    logits = np.log(scores / (1 - scores))
-    last.set_weights([kernel * logit_std / logits.std(), np.full_like(layer_bias, bias)])
 
 
 def _count(outputs, image=0):
