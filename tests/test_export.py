@@ -224,3 +224,21 @@ def test_export_argument_errors(exported, tmp_path, capsys):
         with pytest.raises(SystemExit):
             export_cli.main([exported["keras_file"], str(tmp_path / "model.bin")] + args)
         assert message in capsys.readouterr().err
+
+
+def test_an_old_keras_maskrcnn_model_exports_with_its_crop_and_resize_roi_align(legacy_h5, tmp_path):
+    """A keras-maskrcnn 0.2 .h5 file (ResNet50 of keras-resnet, RoiAlign sampling='crop_and_resize', which
+    takes the image) to LiteRT, the format with the most changed graph (slice of rows, 5-D RoIAlign)."""
+    pytest.importorskip("ai_edge_litert")
+    from keras_maskrcnn.models import read_metadata
+
+    source = next(iter(legacy_h5["maskrcnn"].values()))
+    model = load_model(source)
+    path = str(tmp_path / "old.tflite")
+    info = export_model(model, path, "litert", check_input=legacy_h5["image"], metadata=read_metadata(source))
+    check = info["check"]["images"][0]
+    assert check["same"] and check["count"] == _count(legacy_h5["outputs"][-4:]) > 0, describe(check)
+    assert info["legacy"]["kind"] == "keras-maskrcnn" and info["preprocessing"] == "caffe"
+    got = runtimes.load_artifact(path).predict_on_batch(legacy_h5["image"][:, :64, :96])
+    report = compare_detections(model.predict_on_batch(legacy_h5["image"][:, :64, :96])[-4:], got)
+    assert report["same"], describe(report)

@@ -169,9 +169,14 @@ def main(args=None):
         return classes[label] if 0 <= label < len(classes) and classes[label] else str(label)
 
     preparer = ImagePreparer(backbone, args.image_min_side, args.image_max_side, args.pad_multiple)
-    results = predict_files(model, preparer, args.files, args.output_dir, label_to_name,
-                            score_threshold=args.score_threshold, max_detections=args.max_detections,
-                            binarize_threshold=args.binarize_threshold)
+    try:
+        results = predict_files(model, preparer, args.files, args.output_dir, label_to_name,
+                                score_threshold=args.score_threshold, max_detections=args.max_detections,
+                                binarize_threshold=args.binarize_threshold)
+    except ValueError as error:  # e.g. an image larger than a fixed-size artifact takes
+        if args.runtime == "keras":
+            raise
+        parser.exit(1, f"{parser.prog}: error: {error}\n")
     print(f"{len(results)} detections in {len(args.files)} images; pictures and {RESULTS_NAME} in {args.output_dir}")
     return 0
 
