@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
@@ -46,3 +48,14 @@ def test_readme_old_model_snippet_runs_as_written_on_a_generated_file(tmp_path):
     result = subprocess.run([sys.executable, "-c", snippet], cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "(1, 100, 4) (1, 100) (1, 100) (1, 100, 28, 28, 80)" in result.stdout
+
+
+def test_readme_export_snippet_runs_as_written(tmp_path):
+    """The Deploy section's Python example: export to ONNX (checked against Keras), reload, predict."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("tf2onnx")
+    snippet = next(block for block in _python_blocks() if "export_model" in block)
+    result = subprocess.run([sys.executable, "-c", snippet], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "True True\n(1, 100, 4) (1, 100) (1, 100) (1, 100, 28, 28, 3)" in result.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "model.onnx.json"]

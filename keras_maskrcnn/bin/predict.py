@@ -1,6 +1,10 @@
 """`maskrcnn-predict`: runs a trained model on images and writes pictures and COCO-style results.
 
-    maskrcnn-predict MODEL IMAGE_OR_DIR... --output-dir D
+    maskrcnn-predict MODEL IMAGE_OR_DIR... --output-dir D [--runtime keras|saved_model|onnxruntime|openvino|litert]
+
+MODEL is a Keras model file or an artifact of maskrcnn-export (a SavedModel folder, .onnx, .xml or
+.tflite, run with its own runtime, which --runtime names and the path implies by default; the settings
+come from the JSON maskrcnn-export wrote beside it).
 
 Images are resized as in training, boxes are mapped back to the original image and masks are
 pasted at full resolution. Writes D/<image name>.png (detections drawn over the image) and
@@ -27,6 +31,7 @@ from ..utils.visualization import draw_detections
 from . import common
 
 RESULTS_NAME = "results.json"
+RUNTIME_CHOICES = ("keras", "saved_model", "onnxruntime", "openvino", "litert")
 
 
 def parse_args(args):
@@ -35,9 +40,16 @@ def parse_args(args):
         prog="maskrcnn-predict",
         description="Detect and segment objects in images with a trained Mask R-CNN; writes an overlay "
                     f"PNG per image and {RESULTS_NAME} (COCO results with RLE masks) to --output-dir.")
-    parser.add_argument("model", help=common.MODEL_HELP)
+    parser.add_argument("model", help=common.MODEL_HELP + "; or an artifact of maskrcnn-export (a SavedModel folder, "
+                                      ".onnx, .xml or .tflite file)")
     parser.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR", help="image files, or folders of images")
     parser.add_argument("--output-dir", required=True, help="folder for the pictures and results.json")
+    parser.add_argument("--runtime", choices=RUNTIME_CHOICES, default=None,
+                        help="what runs the model: keras, or the runtime of an exported artifact (default: "
+                             "from the path: .keras/.h5 keras, a SavedModel folder saved_model, .onnx onnxruntime, "
+                             ".xml openvino, .tflite litert)")
+    parser.add_argument("--threads", type=common.positive_int, default=None,
+                        help="threads of an exported artifact's runtime (default: the runtime's choice)")
     flags = common.FlagAdder(parser, [])
     common.add_loaded_model_flags(flags)
     flags.add("--score-threshold", type=common.unit_float, default=0.5,
@@ -48,8 +60,22 @@ def parse_args(args):
     common.add_image_size(flags, None, None)
     common.add_pad_multiple(flags)
     args = parser.parse_args(common.argv(args))
-    common.check_file(parser, args.model, "model file")
-    args.metadata = common.model_metadata(parser, args.model)
+    if not os.path.exists(args.model):
+        parser.error(f"model file {args.model!r} does not exist")
+    from ..models.runtimes import read_export_metadata, runtime_for_path
+
+    if args.runtime is None:
+        try:
+            args.runtime = runtime_for_path(args.model)
+        except ValueError as error:
+            parser.error(str(error))
+    if args.runtime == "keras":
+        common.check_file(parser, args.model, "model file")
+        args.metadata = common.model_metadata(parser, args.model)
+    else:
+        args.metadata = read_export_metadata(args.model)
+        if args.mixed_precision:
+            parser.error("--mixed-precision applies to Keras models, not to exported artifacts")
     common.apply_model_defaults(args, args.metadata)
     args.files = common.image_files(parser, args.images)
     args.unreadable = {}
@@ -121,6 +147,25 @@ def predict_files(model, preparer, files, output_dir, label_to_name, score_thres
     return results
 
 
+def load_exported(parser, args):
+    """The artifact of args.model with args.runtime; one-line exit naming the extra when that runtime is
+    not installed. Its filter ran with the threshold it was exported with: detections under
+    --score-threshold are dropped afterwards, as for Keras models."""
+    from ..models.runtimes import MissingRuntime, load_artifact
+
+    try:
+        model = load_artifact(args.model, args.runtime, threads=args.threads)
+    except MissingRuntime as error:
+        parser.exit(2, f"{parser.prog}: error: {error}\n")
+    except Exception as error:  # runtimes raise their own types for files they cannot read
+        parser.error(f"{args.model!r} cannot be run with {args.runtime}: {error}")
+    exported = args.metadata.get("score_threshold")
+    if exported is not None and args.score_threshold < exported:
+        print(f"note: {args.model} was exported with score threshold {exported}; detections below it are not "
+              f"in its outputs")
+    return model
+
+
 def main(args=None):
     """maskrcnn-predict; returns 0 (exits with status 2 on bad arguments or when no image can be read)."""
     parser, args = parse_args(args)
@@ -128,21 +173,29 @@ def main(args=None):
     common.select_gpu(args.gpu)
     backbone = get_backbone(args.backbone)
     print("Loading model, this may take a second...")
-    try:
-        model = load_model(args.model, backbone_name=args.backbone, score_threshold=args.score_threshold,
-                           max_detections=args.max_detections, mixed_precision=args.mixed_precision or None)
-    except ValueError as error:
-        parser.error(str(error))
-    common.require_masks(parser, model, args.model)
+    if args.runtime == "keras":
+        try:
+            model = load_model(args.model, backbone_name=args.backbone, score_threshold=args.score_threshold,
+                               max_detections=args.max_detections, mixed_precision=args.mixed_precision or None)
+        except ValueError as error:
+            parser.error(str(error))
+        common.require_masks(parser, model, args.model)
+    else:
+        model = load_exported(parser, args)
     classes = args.metadata.get("classes") or []
 
     def label_to_name(label):
         return classes[label] if 0 <= label < len(classes) and classes[label] else str(label)
 
     preparer = ImagePreparer(backbone, args.image_min_side, args.image_max_side, args.pad_multiple)
-    results = predict_files(model, preparer, args.files, args.output_dir, label_to_name,
-                            score_threshold=args.score_threshold, max_detections=args.max_detections,
-                            binarize_threshold=args.binarize_threshold, unreadable=args.unreadable)
+    try:
+        results = predict_files(model, preparer, args.files, args.output_dir, label_to_name,
+                                score_threshold=args.score_threshold, max_detections=args.max_detections,
+                                binarize_threshold=args.binarize_threshold, unreadable=args.unreadable)
+    except ValueError as error:  # e.g. an image larger than a fixed-size artifact takes
+        if args.runtime == "keras":
+            raise
+        parser.exit(1, f"{parser.prog}: error: {error}\n")
     skipped = [result for result in results if "error" in result]
     print(f"{len(results) - len(skipped)} detections in {len(args.files) - len(skipped)} images; pictures and "
           f"{RESULTS_NAME} in {args.output_dir}")

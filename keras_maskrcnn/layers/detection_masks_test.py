@@ -51,3 +51,27 @@ def test_config_round_trip_keeps_the_mask_model():
     clone = DetectionMasks.from_config(layer.get_config())
     assert clone.buckets == (0, 4) and clone.mask_dtype == "float16"
     assert clone.mask_model.output_shape == (None, 28, 28, 2)
+
+
+@pytest.mark.parametrize("valid_counts", [[0], [3], [2, 7], [16, 1], [16, 16]])
+@pytest.mark.parametrize("row_selection", ["slice", "all"])
+def test_export_forms_give_the_outputs_of_the_switch(valid_counts, row_selection):
+    """The forms without ops.switch (for converters) give the switch's outputs: the same masks on the
+    bucket's rows, zeros after them, for no, few and all rows detected."""
+    if row_selection == "slice" and keras.backend.backend() != "tensorflow":
+        pytest.skip("a slice of dynamic length needs TensorFlow")
+    mask_model = _mask_model()
+    boxes, scores, features = _inputs(valid_counts)
+    switch = DetectionMasks(mask_model, buckets=[0, 4, 8])
+    form = DetectionMasks(mask_model, buckets=[0, 4, 8], row_selection=row_selection)
+    assert DetectionMasks.from_config(form.get_config()).row_selection == row_selection
+    expected = keras.ops.convert_to_numpy(switch([boxes, scores] + features))
+    got = keras.ops.convert_to_numpy(form([boxes, scores] + features))
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+    rows = max([0] + [b for b in (0, 4, 8, 16) if b >= max(valid_counts)][:1])
+    assert np.all(got[:, rows:] == 0) and (rows == 0 or np.any(got[:, :rows] != 0))
+
+
+def test_row_selection_is_checked():
+    with pytest.raises(ValueError, match="row_selection must be one of"):
+        DetectionMasks(_mask_model(), row_selection="cond")

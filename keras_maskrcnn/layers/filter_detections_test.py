@@ -360,3 +360,32 @@ def test_get_config_round_trip():
                              score_threshold=0.1, max_detections=50, pre_nms_top_k=300)
     clone = FilterDetections.from_config(layer.get_config())
     assert clone.get_config() == layer.get_config()
+
+
+# ----------------------------------------------------------------------------------------------
+# the export-time form: the pre-NMS top-k by blocks (for OpenVINO)
+# ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("count, k, block, levels", [(20000, 1000, 8, 4), (1500, 1000, 8, 4), (997, 997, 8, 2),
+                                                     (50000, 37, 4, 3), (3000, 100, 16, 0)])
+def test_blocked_top_k_is_top_k_with_ties_to_the_lower_index(count, k, block, levels):
+    from keras_maskrcnn.layers.filter_detections import blocked_top_k
+
+    values = np.random.default_rng(count).integers(0, 40, (2, count)).astype(np.float32) / 40  # ties everywhere
+    expected_values, expected_indices = (keras.ops.convert_to_numpy(x) for x in keras.ops.top_k(values, k))
+    got_values, got_indices = (keras.ops.convert_to_numpy(x) for x in blocked_top_k(values, k, block, levels))
+    np.testing.assert_array_equal(got_values, expected_values)
+    np.testing.assert_array_equal(got_indices, expected_indices)
+    # TensorFlow's own top_k takes the lower index first among equal values; the reference agrees.
+    order = np.lexsort((np.arange(count), -values[0]))[:k]
+    np.testing.assert_array_equal(expected_indices[0], order)
+
+
+@pytest.mark.parametrize("class_specific", [True, False])
+def test_top_k_blocks_form_gives_the_same_detections(class_specific):
+    boxes, classification = _random_batch(13, 900, 4)
+    classification = np.round(classification * 200) / 200  # tied scores
+    plain = FilterDetections(class_specific_filter=class_specific, pre_nms_top_k=300)
+    blocked = FilterDetections.from_config(dict(plain.get_config(), top_k_blocks=8))
+    assert blocked.top_k_blocks == 8
+    for got, expected in zip(_run(blocked, boxes, classification), _run(plain, boxes, classification)):
+        np.testing.assert_array_equal(got, expected)

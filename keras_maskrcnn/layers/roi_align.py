@@ -24,6 +24,12 @@ def pyramid_level(boxes, canonical_size=224.0, canonical_level=1, num_levels=5, 
     return ops.cast(ops.clip(level, 0, num_levels - 1), "int32")
 
 
+def _last_axis(x):
+    """x (...) -> (..., 1). ops.expand_dims, not x[..., None]: LiteRT's converter keeps the latter as a
+    TensorFlow op (FlexStridedSlice) when shapes are dynamic."""
+    return ops.expand_dims(x, -1)
+
+
 def _sample_axis(start, length, extent, bins, sampling_ratio):
     """Sample coordinates along one axis, as torchvision's roi_align(aligned=True) places them.
 
@@ -31,8 +37,8 @@ def _sample_axis(start, length, extent, bins, sampling_ratio):
     Returns low index, high index (int32), low weight, high weight, all (B, N, bins * sampling_ratio).
     """
     steps = (ops.arange(bins * sampling_ratio, dtype="float32") + 0.5) / sampling_ratio
-    coords = start[..., None] - 0.5 + length[..., None] / bins * steps
-    extent = extent[..., None]
+    coords = _last_axis(start) - 0.5 + _last_axis(length) / bins * steps
+    extent = _last_axis(extent)
     inside = ops.logical_and(coords >= -1.0, coords <= extent)
     coords = ops.maximum(coords, 0.0)
     low = ops.floor(coords)
@@ -59,9 +65,9 @@ def _crop_and_resize_axis(start, end, image_extent, extent, bins):
     first = start * factor / (extent - 1.0)
     last = (end * factor - 1.0) / (extent - 1.0)
     span = (last - first) * (extent - 1.0) / (bins - 1)
-    coords = first[..., None] * (extent[..., None] - 1.0) + ops.arange(bins, dtype="float32") * span[..., None]
+    coords = _last_axis(first) * (_last_axis(extent) - 1.0) + ops.arange(bins, dtype="float32") * _last_axis(span)
     coords = ops.where(ops.isfinite(coords), coords, -1.0)  # a level of one cell: 0 / 0 above
-    extent = extent[..., None]
+    extent = _last_axis(extent)
     inside = ops.cast(ops.logical_and(coords >= 0.0, coords <= extent - 1.0), "float32")
     low = ops.clip(ops.floor(coords), 0.0, extent - 1.0)
     high = ops.minimum(low + 1.0, extent - 1.0)
@@ -84,6 +90,10 @@ class RoiAlign(keras.layers.Layer):
     bilinear sample per output bin (no averaging), boxes mapped as `_crop_and_resize_axis` says,
     and the level is floor(1 + log2(sqrt(wh) / 224 + 1e-7)). Still one gather for all levels.
 
+    low_rank=True computes the same pooling with batch and boxes folded into one axis, every tensor at
+    most 5-D (the default form reaches 7-D, more than LiteRT takes); `keras_maskrcnn.models.export`
+    uses it.
+
     Under a mixed dtype policy the features are gathered and averaged in the compute dtype (the
     output's dtype), while boxes, level choice and sample positions stay float32: inputs are not
     cast by Keras, the layer casts each itself.
@@ -92,7 +102,7 @@ class RoiAlign(keras.layers.Layer):
     SAMPLINGS = ("aligned", "crop_and_resize")
 
     def __init__(self, crop_size=(14, 14), sampling_ratio=2, strides=(8, 16, 32, 64, 128),
-                 canonical_size=224.0, canonical_level=1, sampling="aligned", **kwargs):
+                 canonical_size=224.0, canonical_level=1, sampling="aligned", low_rank=False, **kwargs):
         super().__init__(**kwargs)
         if sampling not in self.SAMPLINGS:
             raise ValueError(f"RoiAlign sampling must be one of {self.SAMPLINGS}, got {sampling!r}")
@@ -103,6 +113,7 @@ class RoiAlign(keras.layers.Layer):
         self.strides = tuple(int(s) for s in strides)
         self.canonical_size = float(canonical_size)
         self.canonical_level = int(canonical_level)
+        self.low_rank = bool(low_rank)
 
     @property
     def takes_image(self):
@@ -144,7 +155,7 @@ class RoiAlign(keras.layers.Layer):
             level = pyramid_level(boxes, self.canonical_size, self.canonical_level, len(self.strides))
         level_height = ops.take(heights, level)
         level_width = ops.take(widths, level)
-        base = ops.take(offsets, level) + ops.arange(batch, dtype="int32")[:, None] * per_image
+        base = ops.take(offsets, level) + ops.expand_dims(ops.arange(batch, dtype="int32"), 1) * per_image
         if self.takes_image:
             ratio = 1
             image_height = ops.cast(image_shape[1], "float32")
@@ -168,6 +179,9 @@ class RoiAlign(keras.layers.Layer):
         cols = ops.stack([x_low, x_high], axis=-1)
         row_weights = ops.stack([wy_low, wy_high], axis=-1)
         col_weights = ops.stack([wx_low, wx_high], axis=-1)
+        if self.low_rank:
+            return self._pool_low_rank(table, base, level_width, rows, cols, row_weights, col_weights, ratio,
+                                       batch, num_boxes, channels, dtype)
         index = (
             base[:, :, None, None, None, None]
             + rows[:, :, :, :, None, None] * level_width[:, :, None, None, None, None]
@@ -189,6 +203,26 @@ class RoiAlign(keras.layers.Layer):
         row_weights = ops.cast(row_weights[:, :, :, :, None, None], dtype)
         return ops.sum(ops.sum(corners * col_weights, axis=5) * row_weights, axis=3)
 
+    def _pool_low_rank(self, table, base, level_width, rows, cols, row_weights, col_weights, ratio, batch,
+                       num_boxes, channels, dtype):
+        """The pooling of `call` with batch and boxes folded into one axis, so that no tensor has more
+        than 5 dimensions (LiteRT's limit); the same products and sums in the same order."""
+        crop_h, crop_w = self.crop_size
+        taps_y = taps_x = 2 * ratio
+        boxes_total = batch * num_boxes
+        base = ops.reshape(base, (-1, 1, 1))
+        level_width = ops.reshape(level_width, (-1, 1, 1))
+        rows = ops.reshape(rows, (-1, crop_h * taps_y, 1))
+        cols = ops.reshape(cols, (-1, 1, crop_w * taps_x))
+        index = base + rows * level_width + cols
+        corners = ops.take(table, ops.reshape(index, (-1,)), axis=0)
+        corners = ops.reshape(corners, (boxes_total, crop_h * taps_y, crop_w, taps_x, channels))
+        col_weights = ops.cast(ops.reshape(col_weights, (-1, 1, crop_w, taps_x, 1)) / ratio, dtype)
+        row_weights = ops.cast(ops.reshape(row_weights, (-1, crop_h, taps_y, 1, 1)) / ratio, dtype)
+        pooled = ops.reshape(ops.sum(corners * col_weights, axis=3), (boxes_total, crop_h, taps_y, crop_w, channels))
+        pooled = ops.sum(pooled * row_weights, axis=2)
+        return ops.reshape(pooled, (batch, num_boxes, crop_h, crop_w, channels))
+
     def compute_output_shape(self, input_shape):
         if self.takes_image:
             input_shape = input_shape[1:]
@@ -204,5 +238,6 @@ class RoiAlign(keras.layers.Layer):
             canonical_size=self.canonical_size,
             canonical_level=self.canonical_level,
             sampling=self.sampling,
+            low_rank=self.low_rank,
         )
         return config

@@ -441,3 +441,31 @@ def test_sampling_is_checked_and_round_trips():
     layer = RoiAlign(sampling="crop_and_resize")
     assert layer.takes_image
     assert RoiAlign.from_config(layer.get_config()).sampling == "crop_and_resize"
+
+
+# ----------------------------------------------------------------------------------------------
+# the export-time form (low_rank): the same values with every tensor at most 5-D
+# ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("sampling", ["aligned", "crop_and_resize"])
+def test_low_rank_form_gives_the_same_values_with_tensors_of_at_most_five_dimensions(sampling):
+    tf = pytest.importorskip("tensorflow")
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("the ranks are read from a TensorFlow graph")
+    rng = np.random.default_rng(7)
+    features = _features(rng, channels=4)
+    boxes = _boxes(rng, count=24)
+    image = np.zeros((2, 256, 320, 3), np.float32)
+    inputs = ([image] if sampling == "crop_and_resize" else []) + [boxes] + features
+    default = RoiAlign(sampling=sampling)
+    low_rank = RoiAlign.from_config(dict(default.get_config(), low_rank=True))
+    assert low_rank.low_rank and RoiAlign.from_config(low_rank.get_config()).low_rank
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(low_rank(inputs)),
+                                  keras.ops.convert_to_numpy(default(inputs)))
+
+    def largest_rank(layer):
+        graph = tf.function(lambda *x: layer(list(x))).get_concrete_function(
+            *[tf.TensorSpec((None,) * (np.ndim(x) - 1) + (np.shape(x)[-1],), tf.float32) for x in inputs]).graph
+        return max(len(t.shape) for op in graph.get_operations() for t in op.outputs if t.shape.rank is not None)
+
+    assert largest_rank(default) == 7
+    assert largest_rank(low_rank) == 5

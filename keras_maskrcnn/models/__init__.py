@@ -3,9 +3,11 @@
     from keras_maskrcnn.models import backbone, load_model, training_model
     model = backbone('resnet50').maskrcnn(num_classes=80)      # prediction model
     train = training_model(model)                               # shares its weights
+    export_model(model, "model.onnx", format="onnx")           # also tf_saved_model, openvino, litert
 """
 
 from .backbone import BACKBONES, Backbone, backbone, preprocess_image
+from .export import export_model
 from .maskrcnn import is_training_model, maskrcnn, prediction_model, training_model
 from .retinanet import retinanet, retinanet_bbox
 from .saving import load_model, load_training_model, read_metadata, save_model
@@ -14,6 +16,7 @@ __all__ = [
     "BACKBONES",
     "Backbone",
     "backbone",
+    "export_model",
     "is_training_model",
     "load_model",
     "load_training_model",

@@ -81,14 +81,15 @@ def _parts(model):
 
 def _prediction_graph(image, features, regression, classification, mask_model, anchor_params=None,
                       mask_dtype=None, name="maskrcnn", roi_align=None, clip_margin=0.0, regression_mean=0.0,
-                      regression_std=0.2, **filter_kwargs):
+                      regression_std=0.2, row_selection="switch", buckets=None, **filter_kwargs):
     options = dict(FILTER_DEFAULTS, **filter_kwargs)
     boxes, scores, labels = detections(image, features, regression, classification, anchor_params,
                                        clip_margin=clip_margin, regression_mean=regression_mean,
                                        regression_std=regression_std, **options)
     roi_align = layers.RoiAlign.from_config(dict(roi_align or {}, name="roi_align"))
     inputs = [boxes, scores] + ([image] if roi_align.takes_image else []) + list(features)
-    masks = layers.DetectionMasks(mask_model, mask_dtype=mask_dtype, roi_align=roi_align, name="masks")(inputs)
+    masks = layers.DetectionMasks(mask_model, buckets=buckets, mask_dtype=mask_dtype, roi_align=roi_align,
+                                  row_selection=row_selection, name="masks")(inputs)
     return keras.Model(
         inputs=image, outputs=[regression, classification, boxes, scores, labels, masks], name=name
     )

@@ -110,10 +110,11 @@ def retinanet(inputs, backbone_layers, num_classes, anchor_params=None, prior_pr
 
 def detections(image, features, regression, classification, anchor_params=None, nms=True,
                class_specific_filter=True, score_threshold=0.05, nms_threshold=0.5, max_detections=100,
-               pre_nms_top_k=1000, clip_margin=0.0, regression_mean=0.0, regression_std=0.2):
+               pre_nms_top_k=1000, clip_margin=0.0, regression_mean=0.0, regression_std=0.2, top_k_blocks=0):
     """Decoded, filtered detections: [boxes (B,N,4) float32, scores (B,N) float32, labels (B,N) int32]
     in input pixels. These layers compute in float32 whatever the global dtype policy.
-    clip_margin, regression_mean, regression_std: see `ClipBoxes` and `RegressBoxes`."""
+    clip_margin, regression_mean, regression_std: see `ClipBoxes` and `RegressBoxes`; top_k_blocks: see
+    `FilterDetections`."""
     anchors = layers.Anchors(anchor_params, dtype="float32", name="anchors")(features)
     boxes = layers.RegressBoxes(regression_mean, regression_std, dtype="float32", name="boxes")([anchors, regression])
     boxes = layers.ClipBoxes(clip_margin, dtype="float32", name="clipped_boxes")([image, boxes])
@@ -124,6 +125,7 @@ def detections(image, features, regression, classification, anchor_params=None, 
         nms_threshold=nms_threshold,
         max_detections=max_detections,
         pre_nms_top_k=pre_nms_top_k,
+        top_k_blocks=top_k_blocks,
         dtype="float32",
         name="filtered_detections",
     )([boxes, classification])

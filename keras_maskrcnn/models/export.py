@@ -1,0 +1,221 @@
+"""Exporting the prediction model with Keras 3's `Model.export`: TensorFlow SavedModel, ONNX, OpenVINO and
+LiteRT, each artifact checked against the Keras model when it is written.
+
+    from keras_maskrcnn.models import export_model, load_model
+    export_model(load_model("model.keras"), "model.onnx", format="onnx")
+
+The exported graph is the prediction model in a form every converter accepts (`export_form`): the mask
+branch without its multi-branch `ops.switch`, RoIAlign with at most 5-D tensors. It gives the same
+detections and masks as the Keras model.
+"""
+
+import json
+import os
+import shutil
+import time
+
+import keras
+import numpy as np
+
+from .. import layers
+from ..utils.anchors import AnchorParameters
+from ..utils.compare import compare_detections, describe
+from ..utils.precision import model_policy
+from .maskrcnn import FILTER_DEFAULTS, _parts, _prediction_graph, box_settings
+from .runtimes import FORMAT_RUNTIMES, OUTPUTS, RAW_OUTPUTS, load_artifact, metadata_path, require
+
+# format -> the file name ending Keras wants (None: a folder), the export form (see `export_form`), the
+# modules converting to it (module, extra). Every format runs the mask head on the bucket's rows only.
+FORMATS = {
+    "tf_saved_model": dict(suffix=None, form=dict(row_selection="switch"), converters=()),
+    "onnx": dict(suffix=".onnx", form=dict(row_selection="slice"), converters=(("tf2onnx", "onnx"),)),
+    "openvino": dict(suffix=".xml", form=dict(row_selection="slice", top_k_blocks=8),
+                     converters=(("openvino", "openvino"),)),
+    "litert": dict(suffix=".tflite", form=dict(row_selection="slice", low_rank=True), converters=()),
+}
+# What the check accepts (issue #11): the same detections (count, labels), scores within 1e-4, boxes
+# within 1e-2 px, masks within 1e-3.
+CHECK_TOLERANCES = dict(score_tol=1e-4, box_tol=1e-2, mask_tol=1e-3)
+
+
+def _settings(model):
+    """(anchor_params, filter kwargs, DetectionMasks layer) of a prediction model built here."""
+    try:
+        masks = model.get_layer("masks")
+        filters = model.get_layer("filtered_detections")
+        anchors = model.get_layer("anchors")
+    except ValueError as error:
+        raise ValueError(f"model {model.name!r} is not a keras_maskrcnn prediction model with masks: {error}") from None
+    if not isinstance(masks, layers.DetectionMasks):
+        raise ValueError(f"model {model.name!r} is not a keras_maskrcnn prediction model with masks")
+    config = filters.get_config()
+    options = {key: config[key] for key in FILTER_DEFAULTS}
+    return AnchorParameters.from_config(anchors.get_config()["anchor_params"]), options, masks
+
+
+def export_form(model, row_selection="slice", low_rank=False, top_k_blocks=0, raw_outputs=False, name=None):
+    """The prediction model `model` rebuilt for a converter, sharing every weight: image -> a dict of
+    boxes, scores, labels, masks (plus regression and classification with raw_outputs).
+
+    row_selection: the `DetectionMasks` form ("slice": the mask head runs on the bucket's rows, of
+    dynamic length; "all": on all rows, static shapes; "switch": as in Keras). low_rank: RoIAlign with
+    at most 5-D tensors. top_k_blocks: the pre-NMS top-k of `FilterDetections` by blocks of that size
+    (0: one top_k). Same anchors, box decoding, filter settings, buckets and mask dtype as `model`.
+    """
+    anchor_params, options, masks = _settings(model)
+    image, features, regression, classification, mask_model, roi_align = _parts(model)
+    roi_align = dict(roi_align, low_rank=low_rank)
+    options.update(box_settings(model))
+    graph = _prediction_graph(image, features, regression, classification, mask_model, anchor_params,
+                              masks.mask_dtype, name or model.name, roi_align=roi_align,
+                              row_selection=row_selection, buckets=masks.buckets, top_k_blocks=top_k_blocks,
+                              **options)
+    outputs = dict(zip(RAW_OUTPUTS + OUTPUTS, graph.outputs))
+    if not raw_outputs:
+        outputs = {key: outputs[key] for key in OUTPUTS}
+    return keras.Model(inputs=image, outputs=outputs, name=graph.name)
+
+
+class ExportCheckError(ValueError):
+    """The exported artifact does not give the Keras model's detections; the message lists the differences."""
+
+
+def _artifact_files(path, fmt):
+    """Files and folders written for an artifact at `path`."""
+    if fmt == "openvino":
+        return [path, os.path.splitext(path)[0] + ".bin"]
+    return [path]
+
+
+def _remove(paths):
+    for path in paths:
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        elif os.path.exists(path):
+            os.remove(path)
+
+
+def check_input_for(image_size=None, preprocessing="caffe", seed=0):
+    """A (1, H, W, 3) float32 input for the export check: a uniform noise BGR image of image_size
+    (default 800 x 1024) in [0, 255], preprocessed with `preprocessing`."""
+    from ..utils.image import preprocess_image
+
+    height, width = image_size or (800, 1024)
+    image = np.random.default_rng(seed).uniform(0.0, 255.0, (1, height, width, 3)).astype(np.float32)
+    return preprocess_image(image, preprocessing)
+
+
+def check_artifact(model, path, check_input, runtime=None, threads=None):
+    """Runs the Keras `model` and the artifact at `path` (with its runtime) on check_input (B, H, W, 3)
+    and compares their detections image by image (`utils.compare.compare_detections` with
+    CHECK_TOLERANCES). Returns dict(same, images: [report], seconds: {keras, artifact})."""
+    artifact = load_artifact(path, runtime, threads=threads)
+    batch = artifact._fit(check_input)
+    started = time.perf_counter()
+    reference = [np.asarray(x) for x in model.predict_on_batch(batch)[-4:]]
+    middle = time.perf_counter()
+    other = artifact.predict_on_batch(batch)
+    ended = time.perf_counter()
+    reports = [compare_detections(reference, other, image=i, **CHECK_TOLERANCES) for i in range(len(batch))]
+    for report in reports:
+        report["unmatched"] = [int(i) for i in report["unmatched"]]
+    return dict(same=all(r["same"] for r in reports), images=reports, input_shape=list(batch.shape),
+                seconds=dict(keras=middle - started, artifact=ended - middle))
+
+
+def export_model(model, path, format="tf_saved_model", image_size=None, check=True, check_input=None,
+                 metadata=None, raw_outputs=False, threads=None, verbose=False):
+    """Exports the prediction model `model` with `Model.export` and checks the artifact against it.
+
+    format: "tf_saved_model" (a folder), "onnx" (path ends in .onnx), "openvino" (.xml, with a .bin
+    beside it) or "litert" (.tflite). image_size: None for any input height and width (every format
+    takes them), or (H, W) for an artifact of that fixed size. The signature: input `image` (B, H, W, 3)
+    float32 preprocessed as the backbone expects; outputs `boxes`, `scores`, `labels`, `masks` (as the
+    Keras model's last four), plus `regression` and `classification` with raw_outputs.
+
+    check: load the artifact with its runtime and run it and `model` on check_input (default
+    `check_input_for` at image_size, or 800 x 1024); when the detections differ beyond
+    CHECK_TOLERANCES the artifact is removed and ExportCheckError raised. metadata: the model file's
+    (`read_metadata`): class names, backbone, image sizes and pad multiple go into the JSON written
+    next to the artifact (`runtimes.metadata_path`). threads: the runtime's threads for the check.
+
+    Runs on the TensorFlow backend, with a float32 model. Returns the JSON's content as a dict.
+    """
+    from .backbone import backbone as get_backbone
+
+    if format not in FORMATS:
+        raise ValueError(f"export format must be one of {', '.join(FORMATS)}, got {format!r}")
+    spec = FORMATS[format]
+    path = str(path)
+    if spec["suffix"] and not path.lower().endswith(spec["suffix"]):
+        raise ValueError(f"a {format} artifact's path must end in {spec['suffix']}, got {path!r}")
+    if keras.backend.backend() != "tensorflow":
+        raise ValueError(f"exporting runs on the TensorFlow backend (KERAS_BACKEND=tensorflow), not "
+                         f"{keras.backend.backend()}")
+    try:
+        policy = model_policy(model).name
+    except ValueError:
+        policy = "float32"
+    if policy != "float32":
+        raise ValueError(f"export a float32 model: this one computes in {policy}; load it with "
+                         f"mixed_precision=None from a model saved in float32")
+    for module, extra in spec["converters"]:
+        require(module, extra, f"exporting to {format}")
+    runtime = FORMAT_RUNTIMES[format]
+    if check:
+        from .runtimes import RUNTIMES
+
+        _, extra, module = RUNTIMES[runtime]
+        require(module, extra, f"checking the {format} artifact")
+    metadata = dict(metadata or {})
+    backbone_name = metadata.get("backbone") or model.name.split("_maskrcnn")[0]
+    try:
+        preprocessing = get_backbone(backbone_name).preprocessing
+    except ValueError:
+        backbone_name, preprocessing = None, None
+    if image_size is not None:
+        image_size = (int(image_size[0]), int(image_size[1]))
+
+    form = export_form(model, raw_outputs=raw_outputs, **spec["form"])
+    height, width = image_size or (None, None)
+    signature = [keras.InputSpec(shape=(None, height, width, 3), dtype="float32", name="image")]
+    files = _artifact_files(path, format)
+    _remove(files)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    started = time.perf_counter()
+    form.export(path, format=format, input_signature=signature, verbose=verbose)
+    export_seconds = time.perf_counter() - started
+
+    filters = model.get_layer("filtered_detections")
+    masks = model.get_layer("masks")
+    info = dict(
+        format=format, runtime=runtime, artifact=os.path.basename(path.rstrip("/")),
+        input=dict(name="image", shape=[None, height, width, 3], dtype="float32",
+                   size=list(image_size) if image_size else None, dynamic_size=image_size is None),
+        outputs=list((RAW_OUTPUTS if raw_outputs else ()) + OUTPUTS),
+        classes=metadata.get("classes"), num_classes=int(masks.mask_model.output_shape[-1]),
+        backbone=backbone_name, preprocessing=preprocessing,
+        image_min_side=metadata.get("image_min_side"), image_max_side=metadata.get("image_max_side"),
+        pad_multiple=metadata.get("pad_multiple"),
+        score_threshold=filters.score_threshold, max_detections=filters.max_detections,
+        mask_size=list(masks.mask_model.output_shape[1:3]), export_form=spec["form"],
+        keras_version=keras.__version__, export_seconds=round(export_seconds, 1),
+    )
+    if metadata.get("legacy"):
+        info["legacy"] = metadata["legacy"]
+    with open(metadata_path(path), "w") as handle:
+        json.dump(info, handle, indent=1)
+    if check:
+        if check_input is None:
+            check_input = check_input_for(image_size, preprocessing or "caffe")
+        result = check_artifact(model, path, np.asarray(check_input, np.float32), runtime, threads)
+        info["check"] = result
+        if not result["same"]:
+            _remove(files + [metadata_path(path)])
+            lines = [f"image {i}: {describe(r)}" for i, r in enumerate(result["images"])]
+            raise ExportCheckError(f"the {format} artifact {path} does not give the Keras model's detections "
+                                   f"(removed): " + "; ".join(lines))
+        with open(metadata_path(path), "w") as handle:
+            json.dump(info, handle, indent=1)
+    return info
