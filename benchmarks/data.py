@@ -6,11 +6,14 @@
 Prints batches per second at the default resize (min side 800, max side 1333), batch size 1,
 without augmentation, with the default training augmentation (flip x) and with full
 augmentation (flips, rotation, translation, shear, scaling, visual effects), read in the main
-process (workers 0) and with 2 worker threads / processes. Then the bytes of the targets per
-batch: this layout's mask targets (B x M x (1 + 28 * 28) float32 plus the RoIs) against the
-seed's dense layout (B x max annotations x (7 + H * W) float32: box, label, size, full-image
-mask); the anchor targets are the same in both. Last, unless --no-model, the time of one
-training step of the ResNet50 training model at batch size 1 on the same data.
+process (workers 0) and with 2 worker threads / processes, for two anchor target layouts:
+'compact' (this package's: (B, A, 4) float32 deltas + (B, A) int8 classes) and 'dense'
+(keras-retinanet's, which this package used before: (B, A, 5) + (B, A, C + 1) float32, made
+here by expanding the compact targets in the generator, so the batches cost what they did).
+Then the bytes per batch: this layout's mask targets (B x M x (1 + 28 * 28) float32 plus the
+RoIs) against the seed's dense masks (B x max annotations x (7 + H * W) float32: box, label,
+size, full-image mask), and the anchor targets in both layouts. Last, unless --no-model, the
+time of one training step of the ResNet50 training model at batch size 1 on the same data.
 """
 
 import argparse
@@ -25,10 +28,24 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from keras_maskrcnn.preprocessing.coco import CocoGenerator  # noqa: E402
+from keras_maskrcnn.utils.anchors import dense_targets  # noqa: E402
 from keras_maskrcnn.utils.image import random_visual_effect_generator  # noqa: E402
 from keras_maskrcnn.utils.transform import default_transform_generator, random_transform_generator  # noqa: E402
 
 MB = 1024.0 * 1024.0
+
+
+class DenseTargetsCocoGenerator(CocoGenerator):
+    """CocoGenerator yielding keras-retinanet's dense anchor targets (the earlier layout)."""
+
+    def compute_targets(self, image_group, annotations_group):
+        targets = super().compute_targets(image_group, annotations_group)
+        targets["regression"], targets["classification"] = dense_targets(
+            targets["regression"], targets["classification"], self.num_classes())
+        return targets
+
+
+LAYOUTS = {"compact": CocoGenerator, "dense": DenseTargetsCocoGenerator}
 
 
 def augmentations():
@@ -58,17 +75,21 @@ def batches_per_second(generator, epochs):
 
 
 def target_bytes(generator):
-    """Mean bytes per batch: (this layout's mask targets + RoIs, the seed's dense masks, anchor targets)."""
-    ours, dense, anchor = [], [], []
+    """Mean bytes per batch: this layout's mask targets + RoIs, the seed's dense masks, the
+    compact and the dense anchor targets, and the image."""
+    sums = dict(ours=[], dense=[], compact_anchor=[], dense_anchor=[], image=[])
     for index in range(len(generator)):
         group = generator.groups[index]
         inputs, targets = generator[index]
         batch, height, width = inputs["image"].shape[:3]
         most = max(len(generator.load_annotations(i)["labels"]) for i in group)
-        ours.append(targets["masks"].nbytes + inputs["rois"].nbytes)
-        dense.append(batch * most * (7 + height * width) * 4)
-        anchor.append(targets["regression"].nbytes + targets["classification"].nbytes)
-    return float(np.mean(ours)), float(np.mean(dense)), float(np.mean(anchor))
+        sums["ours"].append(targets["masks"].nbytes + inputs["rois"].nbytes)
+        sums["dense"].append(batch * most * (7 + height * width) * 4)
+        sums["compact_anchor"].append(targets["regression"].nbytes + targets["classification"].nbytes)
+        expanded = dense_targets(targets["regression"], targets["classification"], generator.num_classes())
+        sums["dense_anchor"].append(sum(array.nbytes for array in expanded))
+        sums["image"].append(inputs["image"].nbytes)
+    return {key: float(np.mean(values)) for key, values in sums.items()}
 
 
 def training_step_seconds(generator, steps=3):
@@ -107,23 +128,35 @@ def main(args=None):
     print(f"data: {os.path.normpath(args.data_dir)} {args.set}, batch size 1, resize 800/1333, "
           f"{os.cpu_count()} CPUs")
     results = {}
-    print(f"{'augmentation':<18} {'workers':<20} {'batches/s':>9} {'ms/batch':>9}")
+    print(f"{'augmentation':<18} {'workers':<13} " + " ".join(f"{layout + ' b/s':>12}" for layout in LAYOUTS)
+          + f" {'compact/dense':>14}")
     for name, kwargs in augmentations().items():
         for label, workers, processes in [("0", 0, False), ("2 threads", 2, False), ("2 processes", 2, True)]:
-            generator = CocoGenerator(args.data_dir, args.set, batch_size=1, seed=0, workers=workers,
-                                      use_multiprocessing=processes, **kwargs)
-            generator[0]
-            rate = batches_per_second(generator, args.epochs)
-            results[(name, label)] = rate
-            print(f"{name:<18} {label:<20} {rate:9.2f} {1000.0 / rate:9.1f}", flush=True)
+            rates = {}
+            for layout, generator_class in LAYOUTS.items():
+                generator = generator_class(args.data_dir, args.set, batch_size=1, seed=0, workers=workers,
+                                            use_multiprocessing=processes, **kwargs)
+                generator[0]
+                rates[layout] = batches_per_second(generator, args.epochs)
+                results[(name, label, layout)] = rates[layout]
+            print(f"{name:<18} {label:<13} " + " ".join(f"{rate:12.2f}" for rate in rates.values())
+                  + f" {rates['compact'] / rates['dense']:14.2f}", flush=True)
 
     generator = CocoGenerator(args.data_dir, args.set, batch_size=1, seed=0)
-    ours, dense, anchor = target_bytes(generator)
-    print(f"\ntarget bytes per batch (mean over {len(generator)} batches of 1):")
+    sizes = target_bytes(generator)
+    ours, dense = sizes["ours"], sizes["dense"]
+    compact_anchor, dense_anchor = sizes["compact_anchor"], sizes["dense_anchor"]
+    print(f"\nbytes per batch (mean over {len(generator)} batches of 1, {generator.num_classes()} classes):")
     print(f"  mask targets + rois, this layout (M=64, 28x28): {ours / MB:10.3f} MB")
     print(f"  dense full-image masks, seed layout:             {dense / MB:10.3f} MB  ({dense / ours:.0f}x)")
-    print(f"  anchor targets (regression + classification, same in both): {anchor / MB:.1f} MB")
-    print(f"  whole targets: {(ours + anchor) / MB:.1f} MB vs {(dense + anchor) / MB:.1f} MB")
+    print(f"  anchor targets, compact:                         {compact_anchor / MB:10.3f} MB")
+    print(f"  anchor targets, dense (earlier layout):          {dense_anchor / MB:10.3f} MB  "
+          f"({dense_anchor / compact_anchor:.1f}x)")
+    print(f"  image input:                                     {sizes['image'] / MB:10.3f} MB")
+    before = sizes["image"] + ours + dense_anchor
+    after = sizes["image"] + ours + compact_anchor
+    print(f"  whole batch (image, rois, all targets): {after / MB:.1f} MB compact vs {before / MB:.1f} MB dense "
+          f"({before / after:.1f}x)")
 
     if args.no_model:
         print("\ntraining step: skipped (--no-model)")
@@ -133,7 +166,7 @@ def main(args=None):
     except Exception as error:  # the model is developed separately; report and carry on
         print(f"\ntraining step: not measured ({type(error).__name__}: {error})")
         return 0
-    loading = 1.0 / results[("full", "0")]
+    loading = 1.0 / results[("full", "0", "compact")]
     print(f"\ntraining step, ResNet50 training model, batch 1, input {tuple(shape)}: "
           f"{step:.2f} s (first call with tracing {first:.1f} s)")
     print(f"loading one batch (full augmentation, workers 0): {loading:.3f} s -> step / loading = "

@@ -1,8 +1,9 @@
 """Losses of the training model: focal (classification), smooth L1 (regression), mask binary cross-entropy.
 
-Target layouts (as the generators produce them):
-- regression:     (B, A, 5)   4 deltas, then the anchor state (-1 ignore, 0 negative, 1 positive);
-- classification: (B, A, C+1) one-hot labels, then the anchor state;
+Target layouts (as the generators produce them, see utils.anchors.anchor_targets_bbox):
+- regression:     (B, A, 4)   the deltas of positive anchors, NaN for every other anchor;
+- classification: (B, A)      integer: the class of a positive anchor, -1 background, -2 ignore,
+                              expanded to one-hot here (num_classes from the prediction);
 - masks:          (B, M, 1 + S*S) the RoI's class (-1 for padding rows), then its S x S target mask.
 Every loss returns a float32 scalar for the whole batch and is finite when nothing is positive.
 Under a `tf.distribute` strategy the counts that normalise a loss (positive anchors, valid RoIs)
@@ -27,16 +28,16 @@ class FocalLoss(keras.losses.Loss):
         self.gamma = float(gamma)
 
     def call(self, y_true, y_pred):
-        y_true = ops.cast(y_true, "float32")
-        labels = y_true[..., :-1]
-        state = y_true[..., -1]
+        classes = ops.cast(y_true, "int32")
         probabilities = ops.clip(ops.cast(y_pred, "float32"), _EPSILON, 1.0 - _EPSILON)
+        labels = ops.one_hot(ops.maximum(classes, 0), probabilities.shape[-1], dtype="float32")
+        labels = labels * ops.cast(classes >= 0, "float32")[..., None]
         positive = ops.equal(labels, 1.0)
         alpha_factor = ops.where(positive, self.alpha, 1.0 - self.alpha)
         focal_weight = alpha_factor * ops.where(positive, 1.0 - probabilities, probabilities) ** self.gamma
         cross_entropy = -(labels * ops.log(probabilities) + (1.0 - labels) * ops.log(1.0 - probabilities))
-        counted = ops.cast(ops.not_equal(state, -1.0), "float32")[..., None]
-        normalizer = ops.maximum(1.0, global_sum(ops.sum(ops.cast(ops.equal(state, 1.0), "float32"))))
+        counted = ops.cast(ops.not_equal(classes, -2), "float32")[..., None]
+        normalizer = ops.maximum(1.0, global_sum(ops.sum(ops.cast(classes >= 0, "float32"))))
         return ops.sum(focal_weight * cross_entropy * counted) / normalizer
 
     def get_config(self):
@@ -55,11 +56,11 @@ class SmoothL1Loss(keras.losses.Loss):
 
     def call(self, y_true, y_pred):
         y_true = ops.cast(y_true, "float32")
-        state = y_true[..., -1]
-        diff = ops.abs(ops.cast(y_pred, "float32") - y_true[..., :-1])
+        known = ops.logical_not(ops.isnan(y_true))
+        diff = ops.abs(ops.cast(y_pred, "float32") - ops.where(known, y_true, 0.0))
         sigma_squared = self.sigma ** 2
         loss = ops.where(diff < 1.0 / sigma_squared, 0.5 * sigma_squared * diff ** 2, diff - 0.5 / sigma_squared)
-        positive = ops.cast(ops.equal(state, 1.0), "float32")
+        positive = ops.cast(ops.all(known, axis=-1), "float32")
         normalizer = ops.maximum(1.0, global_sum(ops.sum(positive)))
         return ops.sum(loss * positive[..., None]) / normalizer
 

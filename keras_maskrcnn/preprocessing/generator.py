@@ -4,15 +4,17 @@ Subclasses provide the dataset (size, num_classes, name_to_label, label_to_name,
 has_name, image_aspect_ratio, image_path, load_image, load_annotations). Each batch is
 
     inputs  = {'image': (B, H, W, 3) float32, 'rois': (B, M, 4) float32}
-    targets = {'regression': (B, A, 5) float32, 'classification': (B, A, C + 1) float32,
-               'masks': (B, M, 1 + S * S) float32}
+    targets = {'regression': (B, A, 4) float32, 'classification': (B, A) int8 (int16 from 128
+               classes), 'masks': (B, M, 1 + S * S) float32}
 
 with H, W the largest resized image of the batch rounded up to `pad_multiple`, A the anchors of
 that shape, M the most RoIs of an image of the batch rounded up to `mask_rois_multiple` (at
 most mask_rois_per_image) and S = mask_size. 'rois' (x1, y1, x2, y2, resized-image
 pixels) are the ground-truth boxes plus jittered copies; row m of 'masks' holds the label of
 the ground truth behind RoI m (-1 for padding rows) and that ground truth's mask sampled into
-RoI m (0/1, row-major S x S).
+RoI m (0/1, row-major S x S). The anchor targets are compact (utils.anchors.anchor_targets_bbox):
+regression holds the deltas of positive anchors and NaN elsewhere, classification each anchor's
+class index, -1 for background or -2 for ignored; the losses expand them.
 """
 
 import threading
@@ -468,7 +470,7 @@ class Generator(keras.utils.PyDataset):
         return targets
 
     def compute_targets(self, image_group, annotations_group):
-        """{'regression': (B, A, 5), 'classification': (B, A, C + 1), 'masks': (B, M, 1 + S * S)}."""
+        """{'regression': (B, A, 4), 'classification': (B, A), 'masks': (B, M, 1 + S * S)}."""
         anchors = self.anchors_for_batch_shape(self.batch_shape(image_group))
         regression, classification = anchor_targets_bbox(
             anchors, annotations_group, self.num_classes(), [image.shape[:2] for image in image_group])

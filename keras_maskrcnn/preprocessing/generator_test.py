@@ -90,11 +90,13 @@ def test_batch_format_shapes_and_dtypes():
     assert images.shape == (2, 128, 160, 3) and images.dtype == np.float32
     assert rois.shape == (2, 16, 4) and rois.dtype == np.float32
     anchors = anchors_for_shape((128, 160))
-    assert targets["regression"].shape == (2, anchors.shape[0], 5)
-    assert targets["classification"].shape == (2, anchors.shape[0], 4)
+    assert targets["regression"].shape == (2, anchors.shape[0], 4)
+    assert targets["classification"].shape == (2, anchors.shape[0]) and targets["classification"].dtype == np.int8
     assert targets["masks"].shape == (2, 16, 1 + 14 * 14)
-    for value in targets.values():
-        assert value.dtype == np.float32
+    assert targets["regression"].dtype == np.float32 and targets["masks"].dtype == np.float32
+    positive = targets["classification"] >= 0
+    assert positive.any() and np.isfinite(targets["regression"][positive]).all()
+    assert np.isnan(targets["regression"][~positive]).all()
     # image 0: two boxes + 2 copies each; image 1: one box + 2 copies
     labels = targets["masks"][:, :, 0]
     assert (labels[0, :6] >= 0).all() and (labels[0, 6:] == -1).all()
@@ -190,10 +192,9 @@ def test_image_without_annotations_gives_valid_targets():
     inputs, targets = generator[0]
     assert not inputs["rois"].any()
     assert (targets["masks"][:, :, 0] == -1).all() and not targets["masks"][:, :, 1:].any()
-    states = targets["classification"][0, :, -1]
-    assert set(np.unique(states)) <= {-1.0, 0.0} and (states == 0).any()
-    assert not targets["classification"][0, :, :-1].any()
-    np.testing.assert_array_equal(targets["regression"][0, :, 4], states)
+    classes = targets["classification"][0]
+    assert set(np.unique(classes)) <= {-1, -2} and (classes == -1).any()
+    assert np.isnan(targets["regression"]).all()
 
 
 def test_invalid_annotations_are_dropped_with_warnings():

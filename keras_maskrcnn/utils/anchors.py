@@ -136,41 +136,67 @@ def compute_gt_annotations(anchors, gt_boxes, negative_overlap=0.4, positive_ove
     return positive, ignore, argmax
 
 
+# Values of the compact classification target besides class indices (see anchor_targets_bbox).
+BACKGROUND = -1
+IGNORE = -2
+
+
+def class_target_dtype(num_classes):
+    """The smallest signed integer dtype holding class indices 0..num_classes-1, -1 and -2."""
+    for dtype in (np.int8, np.int16, np.int32):
+        if num_classes <= np.iinfo(dtype).max:
+            return dtype
+    raise ValueError(f"{num_classes} classes do not fit an int32 class target")
+
+
 def anchor_targets_bbox(anchors, annotations_group, num_classes, image_shapes,
                         negative_overlap=0.4, positive_overlap=0.5, ignore_overlap=0.5,
                         mean=0.0, std=0.2):
-    """Targets of the regression and classification outputs for a batch.
+    """Compact targets of the regression and classification outputs for a batch.
 
     anchors: (N, 4) for the padded batch shape. annotations_group: one dict per image with
     'bboxes' (K, 4) and 'labels' (K,), optionally 'ignore_bboxes' (J, 4) (crowd regions: an
     anchor with more than `ignore_overlap` of its area inside one is ignored unless positive).
     image_shapes: the (H, W) of each image before batch padding; anchors centred outside are ignored.
 
-    Returns regression (B, N, 5) and classification (B, N, num_classes + 1) float32, whose last
-    column is the anchor state: -1 ignore, 0 negative, 1 positive.
+    Returns
+        regression (B, N, 4) float32: the deltas of positive anchors, NaN for every other anchor;
+        classification (B, N) int8 (int16, int32 for more classes): the class index of a
+        positive anchor, BACKGROUND (-1) for a negative one, IGNORE (-2) for an ignored one.
+    The losses expand the classes to one-hot; `dense_targets` gives the expanded layout.
     """
     batch_size = len(annotations_group)
-    regression = np.zeros((batch_size, anchors.shape[0], 5), dtype=np.float32)
-    classification = np.zeros((batch_size, anchors.shape[0], num_classes + 1), dtype=np.float32)
+    regression = np.full((batch_size, anchors.shape[0], 4), np.nan, dtype=np.float32)
+    classification = np.full((batch_size, anchors.shape[0]), BACKGROUND, dtype=class_target_dtype(num_classes))
     centres_x = (anchors[:, 0] + anchors[:, 2]) / 2
     centres_y = (anchors[:, 1] + anchors[:, 3]) / 2
 
     for index, (annotations, image_shape) in enumerate(zip(annotations_group, image_shapes)):
         bboxes = np.asarray(annotations["bboxes"], dtype=np.float64).reshape(-1, 4)
         labels = np.asarray(annotations["labels"]).reshape(-1).astype(np.int64)
-        state = np.zeros(anchors.shape[0], dtype=np.float32)
+        classes = classification[index]
+        positive = np.zeros(anchors.shape[0], dtype=bool)
         if bboxes.shape[0]:
             positive, ignore, argmax = compute_gt_annotations(anchors, bboxes, negative_overlap, positive_overlap)
-            state[ignore] = -1
-            state[positive] = 1
-            regression[index, :, :4] = bbox_transform(anchors, bboxes[argmax], mean, std)
-            classification[index, positive, labels[argmax[positive]]] = 1
+            classes[ignore] = IGNORE
         ignore_boxes = np.asarray(annotations.get("ignore_bboxes", np.zeros((0, 4))), dtype=np.float64).reshape(-1, 4)
         if ignore_boxes.shape[0]:
-            in_crowd = compute_ioa(anchors, ignore_boxes).max(axis=1) > ignore_overlap
-            state[in_crowd & (state != 1)] = -1
-        outside = (centres_x >= image_shape[1]) | (centres_y >= image_shape[0])
-        state[outside] = -1
-        regression[index, :, 4] = state
-        classification[index, :, -1] = state
+            classes[compute_ioa(anchors, ignore_boxes).max(axis=1) > ignore_overlap] = IGNORE
+        positive &= (centres_x < image_shape[1]) & (centres_y < image_shape[0])
+        classes[(centres_x >= image_shape[1]) | (centres_y >= image_shape[0])] = IGNORE
+        if positive.any():
+            classes[positive] = labels[argmax[positive]]
+            regression[index, positive] = bbox_transform(anchors[positive], bboxes[argmax[positive]], mean, std)
     return regression, classification
+
+
+def dense_targets(regression, classification, num_classes):
+    """The compact targets of anchor_targets_bbox expanded to the dense layout of keras-retinanet:
+    regression (B, N, 5) with zeros for NaN and the anchor state (-1 ignore, 0 negative,
+    1 positive) last, classification (B, N, num_classes + 1) one-hot with the state last."""
+    classification = np.asarray(classification)
+    state = np.where(classification >= 0, 1.0, np.where(classification == IGNORE, -1.0, 0.0)).astype(np.float32)
+    one_hot = (classification[..., None] == np.arange(num_classes)).astype(np.float32)
+    deltas = np.nan_to_num(np.asarray(regression, dtype=np.float32), nan=0.0)
+    return (np.concatenate([deltas, state[..., None]], axis=-1),
+            np.concatenate([one_hot, state[..., None]], axis=-1))

@@ -2,11 +2,15 @@ import numpy as np
 import pytest
 
 from keras_maskrcnn.utils.anchors import (
+    BACKGROUND,
+    IGNORE,
     AnchorParameters,
     anchor_targets_bbox,
     anchors_for_shape,
     bbox_transform,
+    class_target_dtype,
     compute_overlap,
+    dense_targets,
     generate_anchors,
     shift,
 )
@@ -73,20 +77,38 @@ def test_anchor_targets_positive_ignore_negative_outside_and_crowd():
     annotations = [{"bboxes": np.array([[0, 0, 10, 10]]), "labels": np.array([1]),
                     "ignore_bboxes": np.array([[40, 40, 80, 80]])}]
     regression, classification = anchor_targets_bbox(anchors, annotations, 3, [(100, 100)])
-    np.testing.assert_array_equal(regression[0, :, 4], [1, 1, -1, 0, -1, -1])
-    np.testing.assert_array_equal(classification[0, :, -1], [1, 1, -1, 0, -1, -1])
-    np.testing.assert_array_equal(classification[0, :2, :3], [[0, 1, 0], [0, 1, 0]])
-    np.testing.assert_allclose(regression[0, 0, :4], 0)
-    np.testing.assert_allclose(regression[0, 1, :4], [0, 0, 0, 1.5 / 8.5 / 0.2], rtol=1e-6)
+    assert classification.dtype == np.int8 and regression.shape == (1, 6, 4)
+    np.testing.assert_array_equal(classification[0], [1, 1, IGNORE, BACKGROUND, IGNORE, IGNORE])
+    np.testing.assert_allclose(regression[0, 0], 0)
+    np.testing.assert_allclose(regression[0, 1], [0, 0, 0, 1.5 / 8.5 / 0.2], rtol=1e-6)
+    assert np.isnan(regression[0, 2:]).all()
+    dense_regression, dense_classification = dense_targets(regression, classification, 3)
+    np.testing.assert_array_equal(dense_regression[0, :, 4], [1, 1, -1, 0, -1, -1])
+    np.testing.assert_array_equal(dense_classification[0, :, -1], [1, 1, -1, 0, -1, -1])
+    np.testing.assert_array_equal(dense_classification[0, :2, :3], [[0, 1, 0], [0, 1, 0]])
+    np.testing.assert_array_equal(dense_classification[0, 2:, :3], 0)
 
 
 def test_anchor_targets_without_annotations_are_all_negative():
     anchors = anchors_for_shape((64, 64))
     regression, classification = anchor_targets_bbox(
         anchors, [{"bboxes": np.zeros((0, 4)), "labels": np.zeros((0,))}], 2, [(64, 64)])
-    assert set(np.unique(regression[0, :, 4])) <= {0.0, -1.0}
-    assert classification[0, :, :2].sum() == 0
-    assert np.isfinite(regression).all()
+    assert set(np.unique(classification[0])) == {BACKGROUND, IGNORE}
+    assert np.isnan(regression).all()
+
+
+def test_positive_anchor_centred_outside_the_image_is_ignored():
+    # The anchor equals the box but its centre (x 105) lies beyond the unpadded width 100.
+    anchors = np.array([[90, 0, 120, 10], [0, 0, 10, 10]], dtype=np.float32)
+    annotations = [{"bboxes": np.array([[90, 0, 120, 10], [0, 0, 10, 10]]), "labels": np.array([0, 1])}]
+    regression, classification = anchor_targets_bbox(anchors, annotations, 2, [(100, 100)])
+    np.testing.assert_array_equal(classification[0], [IGNORE, 1])
+    assert np.isnan(regression[0, 0]).all() and np.isfinite(regression[0, 1]).all()
+
+
+def test_class_target_dtype_grows_with_the_class_count():
+    assert class_target_dtype(127) == np.int8 and class_target_dtype(128) == np.int16
+    assert class_target_dtype(40000) == np.int32
 
 
 def test_anchor_parameters_from_ini(tmp_path):

@@ -57,7 +57,7 @@ _EQUIVALENCE_SCRIPT = textwrap.dedent("""
             anchors_for_shape((SIZE, SIZE)), [dict(bboxes=b, labels=l) for b, l in zip(boxes, labels)],
             CLASSES, [(SIZE, SIZE)] * 2)
         targets = dict(regression=regression, classification=classification, masks=masks)
-        return dict(image=images, rois=rois), targets, (regression[..., -1] == 1).sum(axis=1).tolist()
+        return dict(image=images, rois=rois), targets, (classification >= 0).sum(axis=1).tolist()
 
     def build():
         keras.utils.set_random_seed(0)
