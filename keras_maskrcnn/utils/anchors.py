@@ -196,7 +196,11 @@ def dense_targets(regression, classification, num_classes):
     1 positive) last, classification (B, N, num_classes + 1) one-hot with the state last."""
     classification = np.asarray(classification)
     state = np.where(classification >= 0, 1.0, np.where(classification == IGNORE, -1.0, 0.0)).astype(np.float32)
-    one_hot = (classification[..., None] == np.arange(num_classes)).astype(np.float32)
-    deltas = np.nan_to_num(np.asarray(regression, dtype=np.float32), nan=0.0)
-    return (np.concatenate([deltas, state[..., None]], axis=-1),
-            np.concatenate([one_hot, state[..., None]], axis=-1))
+    dense_regression = np.zeros(classification.shape + (5,), dtype=np.float32)
+    dense_regression[..., :4] = np.nan_to_num(np.asarray(regression, dtype=np.float32), nan=0.0)
+    dense_regression[..., 4] = state
+    dense_classification = np.zeros(classification.shape + (num_classes + 1,), dtype=np.float32)
+    positive = np.nonzero(classification >= 0)
+    dense_classification[positive + (classification[positive].astype(np.int64),)] = 1.0
+    dense_classification[..., -1] = state
+    return dense_regression, dense_classification
