@@ -293,7 +293,8 @@ def run_breakdown(args):
     mid = mask_model.get_layer("roi_mask_0").filters
     classes = mask_model.get_layer("roi_mask").filters
     conv14 = 2.0 * rois * ph * pw * 9 * (channels * mid + 3 * mid * mid)
-    conv28 = 2.0 * rois * (2 * ph) * (2 * pw) * 9 * mid * mid
+    transposed = any(layer.name == "roi_mask_deconv" for layer in mask_model.layers)
+    conv28 = 2.0 * rois * (2 * ph) * (2 * pw) * (1 if transposed else 9) * mid * mid
     conv1 = 2.0 * rois * (2 * ph) * (2 * pw) * mid * classes
 
     measure("`masks` layer (DetectionMasks), whole", lambda: branch_model.predict_on_batch([boxes, scores] + features),
@@ -303,10 +304,15 @@ def run_breakdown(args):
     measure("  its mask head, whole (mask_submodel)", lambda: mask_model.predict_on_batch(flat),
             flops=conv14 + conv28 + conv1, note=f"{rois} RoIs")
     convs14 = sub_model("roi_mask_0", "roi_mask_3", flat.shape[1:])
-    up28 = sub_model("roi_mask_upsample", "roi_mask_4", flat.shape[1:])
+    if transposed:
+        up28, up_name = sub_model("roi_mask_deconv", "roi_mask_deconv", flat.shape[1:]), \
+            "roi_mask_deconv: transposed conv2x2 s2 256 -> 28x28"
+    else:
+        up28, up_name = sub_model("roi_mask_upsample", "roi_mask_4", flat.shape[1:]), \
+            "upsample 2x + roi_mask_4: conv3x3 256 at 28x28"
     cls = sub_model("roi_mask", "roi_mask", (2 * ph, 2 * pw, mid))
     measure("    roi_mask_0..3: 4 x conv3x3 256 at 14x14", lambda: convs14.predict_on_batch(flat), flops=conv14)
-    measure("    upsample 2x + roi_mask_4: conv3x3 256 at 28x28", lambda: up28.predict_on_batch(flat), flops=conv28)
+    measure(f"    {up_name}", lambda: up28.predict_on_batch(flat), flops=conv28)
     up = np.zeros((rois, 2 * ph, 2 * pw, mid), np.float32) + np.abs(flat).mean()
     measure(f"    roi_mask: conv1x1 -> {classes} + sigmoid at 28x28", lambda: cls.predict_on_batch(up), flops=conv1)
 

@@ -93,10 +93,10 @@ def parse_args(args):
               help="channels of the FPN and the box heads (default 256; ignored with --snapshot)")
     flags.add("--mask-feature-size", type=common.positive_int, default=256,
               help="channels of the mask head's convolutions (default 256; ignored with --snapshot)")
-    flags.add("--mask-upsampling", choices=("nearest", "transposed"), default="nearest",
-              help="how the mask head goes from 14x14 to 28x28: nearest upsampling + conv3x3 (keras-maskrcnn's, "
-                   "the default) or a 2x2 stride-2 transposed conv (the paper's; fewer operations); "
-                   "ignored with --snapshot")
+    flags.add("--mask-upsampling", choices=("nearest", "transposed"), default=None,
+              help="how the mask head goes from 14x14 to 28x28: a 2x2 stride-2 transposed conv (the paper's, the "
+                   "default for new models) or nearest upsampling + conv3x3 (keras-maskrcnn's, the default with "
+                   "--weights of an old .h5 file, which was trained with it); ignored with --snapshot")
     flags.add("--mask-rois", type=common.positive_int, default=64,
               help="most RoIs per image the mask head trains on: ground-truth boxes, then one jittered copy "
                    "of each (default 64; a batch is padded only to the next multiple of --mask-rois-multiple)")

@@ -32,11 +32,15 @@ def test_transposed_upsampling_puts_each_cell_into_its_own_2x2_block():
     np.testing.assert_allclose(inner.predict_on_batch(x), np.maximum(expected, 0.0), atol=1e-4)
 
 
-def test_a_model_with_the_transposed_head_predicts_and_an_unknown_mode_is_refused():
-    model = backbone("mobilenetv2").maskrcnn(num_classes=3, mask_upsampling="transposed", feature_size=32,
-                                             mask_feature_size=16)
+def test_new_models_default_to_the_transposed_head_and_an_unknown_mode_is_refused():
+    # The default by benchmarks/mask_head_map.py: the demo's mean mask mAP@0.5 over seeds 0-2 was
+    # 0.9043 transposed against 0.8921 nearest (issue #13's rule: within 0.01). Old files keep
+    # nearest (models/legacy_test.py checks roi_mask_features on them).
+    model = backbone("mobilenetv2").maskrcnn(num_classes=3, feature_size=32, mask_feature_size=16)
     outputs = model.predict_on_batch(np.zeros((1, 64, 64, 3), "float32"))
     assert outputs[-1].shape == (1, 100, 28, 28, 3)
-    assert model.get_layer("masks").mask_model.get_layer("roi_mask_deconv").filters == 16
+    head = model.get_layer("masks").mask_model
+    assert head.get_layer("roi_mask_deconv").filters == 16
+    assert "roi_mask_upsample" not in [layer.name for layer in head.layers]
     with pytest.raises(ValueError, match="mask upsampling must be one of"):
         mask_submodel(3, upsampling="bilinear")

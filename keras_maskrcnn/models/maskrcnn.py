@@ -6,7 +6,8 @@ Layer names (stable; weights load by them):
 - heads: regression_submodel, classification_submodel (shared over levels), concatenated by
   `regression` and `classification`;
 - detections: anchors, boxes, clipped_boxes, filtered_detections;
-- mask branch: mask_submodel (roi_mask_0..4, roi_mask_upsample, roi_mask); in the training model
+- mask branch: mask_submodel (roi_mask_0..3, roi_mask_deconv or roi_mask_upsample + roi_mask_4,
+  roi_mask); in the training model
   roi_align, roi_flatten, mask_submodel, masks; in the prediction model all of it inside `masks`
   (a `DetectionMasks` layer, which runs the head only on rows holding detections).
 
@@ -97,7 +98,7 @@ def _prediction_graph(image, features, regression, classification, mask_model, a
 
 def maskrcnn(inputs, backbone_layers, num_classes, anchor_params=None, mask_dtype=None,
              prior_probability=0.01, feature_size=256, mask_feature_size=256, name="maskrcnn",
-             mixed_precision=None, legacy=False, mask_upsampling="nearest", **filter_kwargs):
+             mixed_precision=None, legacy=False, mask_upsampling=None, **filter_kwargs):
     """Prediction model: image (B,H,W,3) -> [regression (B,A,4), classification (B,A,C),
     boxes (B,N,4), scores (B,N), labels (B,N) int32, masks (B,N,28,28,C)].
 
@@ -106,8 +107,9 @@ def maskrcnn(inputs, backbone_layers, num_classes, anchor_params=None, mask_dtyp
     pre_nms_top_k (see `FilterDetections`). mask_dtype: dtype of the masks output (default float32).
     feature_size: channels of the FPN and the box heads; mask_feature_size: channels of the mask
     head's convolutions (both 256 by default, as in keras-maskrcnn; smaller is faster and is
-    enough for simple data such as the shapes demo). mask_upsampling: "nearest" (keras-maskrcnn's)
-    or "transposed" (a 2x2 stride-2 transposed conv, as in the paper and torchvision; see `mask_submodel`).
+    enough for simple data such as the shapes demo). mask_upsampling: "transposed" (a 2x2 stride-2
+    transposed conv, as in the paper and torchvision) or "nearest" (keras-maskrcnn's); None: "nearest"
+    for a legacy model, else "transposed" (see `mask_submodel`).
     mixed_precision: None or False (float32), True or "auto" ("mixed_float16" if a GPU is visible,
     else "mixed_bfloat16"), "mixed_bfloat16" or "mixed_float16": the dtype policy the layers are
     built under (the global policy is restored afterwards). Build backbone_layers under the same
@@ -117,6 +119,8 @@ def maskrcnn(inputs, backbone_layers, num_classes, anchor_params=None, mask_dtyp
     config), clip_margin, regression_mean and regression_std.
     """
     anchor_params = anchor_params or AnchorParameters.default
+    if mask_upsampling is None:
+        mask_upsampling = "nearest" if legacy else "transposed"
     if legacy:
         filter_kwargs = dict(LEGACY_SETTINGS, **filter_kwargs)
     with policy_scope(resolve_policy(mixed_precision)):

@@ -60,7 +60,7 @@ def test_feature_sizes_set_the_widths_of_fpn_heads_and_mask_head():
     assert all(model.get_layer(level).output.shape[-1] == 64 for level in ("P3", "P4", "P5", "P6", "P7"))
     head = model.get_layer("masks").mask_model
     assert head.get_layer("roi_mask_0").kernel.shape == (3, 3, 64, 32)
-    assert head.get_layer("roi_mask_4").kernel.shape == (3, 3, 32, 32)
+    assert head.get_layer("roi_mask_deconv").kernel.shape == (2, 2, 32, 32)
     assert model.get_layer("classification_submodel").get_layer("pyramid_classification_0").kernel.shape == (3, 3, 64, 64)
     outputs = training_model(model).predict_on_batch([_image(64, 64), np.array([[[8, 8, 40, 40]]], np.float32)])
     assert outputs[-1].shape == (1, 1, 28, 28, 2)
