@@ -20,8 +20,8 @@ bucketed model, TensorFlow), and `models.runtimes.load_artifact` of each artifac
 TensorFlow, ONNX Runtime, OpenVINO in float32, LiteRT), all with --threads threads, plus torchvision's
 `maskrcnn_resnet50_fpn` (peers.py, 100 detections forced: box_score_thresh 0, 100 per image) on the same
 image with 100 objects' worth of masks. Their calls alternate in rounds (Keras, each runtime,
-torchvision; one at a time), --warmup untimed rounds first, then --pairs timed rounds per input; the
-torchvision peer runs in the "max" rounds only. Reported: median, min, max wall seconds and median CPU
+torchvision; one at a time, each after --pause seconds of idle), --warmup untimed rounds first, then
+--pairs timed rounds per input; the torchvision peer runs in the "max" rounds only. Reported: median, min, max wall seconds and median CPU
 seconds per runtime and input; the medians of the per-round ratios to torchvision ("max") and to Keras;
 peak RSS of each process; and each runtime's detections on each input against Keras's
 (`utils.compare.compare_detections`: count, labels, max differences).
@@ -55,6 +55,9 @@ def parse_args(argv):
     parser.add_argument("--pairs", type=int, default=5, help="timed rounds per input (default 5)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed rounds first (default 1)")
     parser.add_argument("--threads", type=int, default=2, help="threads of every runtime (default 2)")
+    parser.add_argument("--pause", type=float, default=1.0,
+                        help="seconds of idle before each call, so that the thread pools of the runtime called "
+                             "before (ONNX Runtime and OpenVINO spin for a while after a call) are asleep (default 1)")
     parser.add_argument("--formats", default=",".join(FORMATS), help="comma-separated export formats (default all)")
     parser.add_argument("--height", type=int, default=800)
     parser.add_argument("--width", type=int, default=1024)
@@ -279,6 +282,7 @@ def main(argv=None):
                 names = [n for n in processes if n != "torchvision" or image == "max"]
                 for round_index in range(args.warmup + args.pairs):
                     for name in names:
+                        time.sleep(args.pause)
                         answer = processes[name].request("infer" if name == "torchvision" else image)
                         if round_index >= args.warmup:
                             answers[(name, image)].append(answer)
