@@ -18,12 +18,12 @@ import sys
 import time
 from pathlib import Path
 
+from soak import ANCHORS  # benchmarks/soak.py: the demo's anchors.ini
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 # The demo target of the Makefile, flag for flag.
-ANCHORS = ("[anchor_parameters]\nsizes = 16 32 64 128 256\nstrides = 8 16 32 64 128\n"
-           "ratios = 0.5 1 2\nscales = 1 1.26 1.59\n")
 MODEL_FLAGS = ["--backbone", "mobilenetv2", "--image-min-side", "96", "--image-max-side", "96"]
 TRAIN_FLAGS = ["--feature-size", "128", "--mask-feature-size", "64", "--lr", "1e-3", "--clipnorm", "1",
                "--batch-size", "4", "--mask-rois", "2", "--max-detections", "10",

@@ -13,6 +13,7 @@ are summed over the replicas, so the replicas' losses add up to the loss of the 
 import keras
 from keras import ops
 
+from .utils.anchors import IGNORE
 from .utils.distribution import global_sum
 
 _EPSILON = 1e-7
@@ -36,7 +37,7 @@ class FocalLoss(keras.losses.Loss):
         alpha_factor = ops.where(positive, self.alpha, 1.0 - self.alpha)
         focal_weight = alpha_factor * ops.where(positive, 1.0 - probabilities, probabilities) ** self.gamma
         cross_entropy = -(labels * ops.log(probabilities) + (1.0 - labels) * ops.log(1.0 - probabilities))
-        counted = ops.cast(ops.not_equal(classes, -2), "float32")[..., None]
+        counted = ops.cast(ops.not_equal(classes, IGNORE), "float32")[..., None]
         normalizer = ops.maximum(1.0, global_sum(ops.sum(ops.cast(classes >= 0, "float32"))))
         return ops.sum(focal_weight * cross_entropy * counted) / normalizer
 

@@ -182,8 +182,9 @@ def anchor_targets_bbox(anchors, annotations_group, num_classes, image_shapes,
         ignore_boxes = np.asarray(annotations.get("ignore_bboxes", np.zeros((0, 4))), dtype=np.float64).reshape(-1, 4)
         if ignore_boxes.shape[0]:
             classes[compute_ioa(anchors, ignore_boxes).max(axis=1) > ignore_overlap] = IGNORE
-        positive &= (centres_x < image_shape[1]) & (centres_y < image_shape[0])
-        classes[(centres_x >= image_shape[1]) | (centres_y >= image_shape[0])] = IGNORE
+        outside = (centres_x >= image_shape[1]) | (centres_y >= image_shape[0])
+        positive &= ~outside
+        classes[outside] = IGNORE
         if positive.any():
             classes[positive] = labels[argmax[positive]]
             regression[index, positive] = bbox_transform(anchors[positive], bboxes[argmax[positive]], mean, std)
