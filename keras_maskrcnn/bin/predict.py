@@ -22,6 +22,7 @@ import cv2
 
 from ..models import load_model
 from ..models.backbone import backbone as get_backbone
+from ..models.runtimes import RUNTIMES, MissingRuntime, load_artifact, read_export_metadata, runtime_for_path
 from ..utils.eval import encode_masks, predict_image, progress
 from ..preprocessing.bad_images import listing
 from ..preprocessing.bad_images import warn as warn_bad_image
@@ -31,7 +32,6 @@ from ..utils.visualization import draw_detections
 from . import common
 
 RESULTS_NAME = "results.json"
-RUNTIME_CHOICES = ("keras", "saved_model", "onnxruntime", "openvino", "litert")
 
 
 def parse_args(args):
@@ -44,7 +44,7 @@ def parse_args(args):
                                       ".onnx, .xml or .tflite file)")
     parser.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR", help="image files, or folders of images")
     parser.add_argument("--output-dir", required=True, help="folder for the pictures and results.json")
-    parser.add_argument("--runtime", choices=RUNTIME_CHOICES, default=None,
+    parser.add_argument("--runtime", choices=list(RUNTIMES), default=None,
                         help="what runs the model: keras, or the runtime of an exported artifact (default: "
                              "from the path: .keras/.h5 keras, a SavedModel folder saved_model, .onnx onnxruntime, "
                              ".xml openvino, .tflite litert)")
@@ -62,8 +62,6 @@ def parse_args(args):
     args = parser.parse_args(common.argv(args))
     if not os.path.exists(args.model):
         parser.error(f"model file {args.model!r} does not exist")
-    from ..models.runtimes import read_export_metadata, runtime_for_path
-
     if args.runtime is None:
         try:
             args.runtime = runtime_for_path(args.model)
@@ -151,8 +149,6 @@ def load_exported(parser, args):
     """The artifact of args.model with args.runtime; one-line exit naming the extra when that runtime is
     not installed. Its filter ran with the threshold it was exported with: detections under
     --score-threshold are dropped afterwards, as for Keras models."""
-    from ..models.runtimes import MissingRuntime, load_artifact
-
     try:
         model = load_artifact(args.model, args.runtime, threads=args.threads)
     except MissingRuntime as error:
