@@ -12,6 +12,7 @@ import argparse
 import importlib.util
 import os
 import sys
+import tempfile
 
 import keras
 
@@ -59,6 +60,12 @@ def parse_args(args):
               help="train data-parallel on N devices: the first N GPUs, or N virtual CPU devices when there "
                    "is no GPU; --batch-size is split over them and must be a multiple of N "
                    "(default 0: one device)")
+    flags.add("--multi-worker", action="store_true",
+              help="train data-parallel over several worker processes (machines) that all run this same command: "
+                   "TensorFlow reads the cluster from TF_CONFIG, JAX from KERAS_DISTRIBUTION_JOB_ADDRESSES, "
+                   "KERAS_DISTRIBUTION_NUM_PROCESSES and KERAS_DISTRIBUTION_PROCESS_ID (see the README); "
+                   "--batch-size is the global batch, each worker reads its share; only worker 0 writes "
+                   "snapshots and logs")
     flags.add("--epochs", type=common.positive_int, default=50,
               help="train until this epoch (default 50; a resumed snapshot's epochs count)")
     flags.add("--steps", type=common.positive_int, default=None,
@@ -165,6 +172,8 @@ def check_args(parser, args):
             parser.error(f"snapshot {args.snapshot!r} is at epoch {args.metadata['epoch']}; "
                          f"--epochs {args.epochs} must be larger to train further")
     common.apply_model_defaults(args, args.metadata)
+    if args.multi_worker:
+        check_multi_worker_args(parser, args)
     try:
         check_backend(args.multi_gpu)
         check_batch_size(args.batch_size, args.multi_gpu)
@@ -179,6 +188,23 @@ def check_args(parser, args):
     if args.config is not None:
         common.check_file(parser, args.config, "config file")
     return args
+
+
+def check_multi_worker_args(parser, args):
+    """parser.error for what --multi-worker does not combine with; a shared --seed by default."""
+    if args.multi_gpu:
+        parser.error("--multi-worker: not allowed with --multi-gpu (each worker uses all its GPUs)")
+    if args.compute_val_loss:
+        parser.error("--multi-worker: --compute-val-loss is not supported; evaluate the snapshots with "
+                     "maskrcnn-evaluate")
+    if args.evaluation and (args.dataset_type == "coco" or args.val_annotations):
+        print("--multi-worker: no evaluation during training (the prediction model is spread over the workers); "
+              "evaluate the snapshots with maskrcnn-evaluate")
+        args.evaluation = False
+    if args.seed is None:
+        print("--multi-worker: no --seed given, using --seed 0, so that every worker shuffles and augments "
+              "the data set alike and reads its own share of the same batches")
+        args.seed = 0
 
 
 def old_weights_file(parser, path):
@@ -404,6 +430,22 @@ class EpochData(keras.utils.PyDataset):
         self.generator.on_epoch_end()
 
 
+class ShardedEpochData(EpochData):
+    """EpochData of one worker of --multi-worker: for each of `steps` global batches, its
+    `shards` of `count` (Generator.compute_shard), one item per shard."""
+
+    def __init__(self, generator, steps, shards, count):
+        super().__init__(generator, steps)
+        self.shards, self.count = list(shards), int(count)
+
+    def __len__(self):
+        return self.steps * len(self.shards)
+
+    def __getitem__(self, index):
+        step, local = divmod(index, len(self.shards))
+        return self.generator.compute_shard(step % len(self.generator), self.shards[local], self.count)
+
+
 def snapshot_metadata(args, anchor_params, classes):
     """What a snapshot records besides the epoch: enough to rebuild the prediction model."""
     return dict(backbone=args.backbone, dataset=args.dataset_type, classes=classes,
@@ -413,16 +455,24 @@ def snapshot_metadata(args, anchor_params, classes):
                 pad_multiple=args.pad_multiple)
 
 
-def create_callbacks(args, train, prediction, validation, metadata, train_generator=None):
+def create_callbacks(args, train, prediction, validation, metadata, train_generator=None, chief=True):
     """The bad image monitor (with train_generator), evaluation, snapshots, TensorBoard,
     ReduceLROnPlateau, TerminateOnNaN and CSVLogger.
 
     The monitor and evaluation come first so that 'skipped_images' and 'mAP' reach the
-    TensorBoard and CSV logs of the epoch.
+    TensorBoard and CSV logs of the epoch. chief=False (the other workers of --multi-worker):
+    no evaluation, snapshots, TensorBoard or CSV log.
     """
     callbacks = []
     if train_generator is not None:
         callbacks.append(BadImageMonitor(train_generator, args.max_bad_images))
+    if not chief:
+        if args.snapshots:
+            scratch = os.path.join(tempfile.mkdtemp(prefix="maskrcnn-train-worker-"), "{epoch:02d}.keras")
+            callbacks.append(Snapshot(scratch, metadata=metadata, model=train, verbose=0, discard=True))
+        return callbacks + [keras.callbacks.ReduceLROnPlateau(monitor="loss", factor=0.1, patience=2, verbose=0,
+                                                              min_delta=1e-4, cooldown=0, min_lr=0),
+                            keras.callbacks.TerminateOnNaN()]
     tensorboard = keras.callbacks.TensorBoard(log_dir=args.tensorboard_dir) if args.tensorboard_dir else None
     if args.evaluation and validation is not None:
         if args.dataset_type == "coco":
@@ -458,10 +508,14 @@ def main(args=None):
         return 0
     common.plain_bad_image_warnings(parser.prog)
     common.select_gpu(args.gpu)
+    workers = None
     try:
-        configure_devices(args.multi_gpu)
+        if args.multi_worker:
+            workers = join_workers(args)
+        else:
+            configure_devices(args.multi_gpu)
     except ValueError as error:
-        parser.error(f"--multi-gpu {args.multi_gpu}: {error}")
+        parser.error(f"--multi-{'worker' if args.multi_worker else 'gpu ' + str(args.multi_gpu)}: {error}")
     anchor_params = common.anchor_parameters(parser, args.config)
     if anchor_params is None and args.old_weights is not None and args.old_weights.kind != "keras-resnet":
         anchor_params = args.old_weights.anchor_params
@@ -482,7 +536,7 @@ def main(args=None):
     if saved_classes is not None and len(saved_classes) != len(classes):
         parser.error(f"snapshot {args.snapshot!r} has {len(saved_classes)} classes, the data set {len(classes)}")
 
-    with distribution_scope(args.multi_gpu):
+    with workers.scope() if workers else distribution_scope(args.multi_gpu):
         if args.seed is not None:
             keras.utils.set_random_seed(args.seed)
         if args.snapshot is not None:
@@ -494,14 +548,49 @@ def main(args=None):
             initial_epoch = 0
 
         callbacks = create_callbacks(args, train, prediction, validation_generator,
-                                     snapshot_metadata(args, anchor_params, classes), train_generator=train_generator)
+                                     snapshot_metadata(args, anchor_params, classes), train_generator=train_generator,
+                                     chief=workers is None or workers.is_chief)
         validation_data = EpochData(validation_generator) if args.compute_val_loss else None
+        data, steps = EpochData(train_generator, args.steps), None
+        if workers is not None:
+            data, steps, more = worker_data(workers, train, train_generator, args.steps)
+            callbacks += more
         try:
-            train.fit(EpochData(train_generator, args.steps), epochs=args.epochs, initial_epoch=initial_epoch,
-                      verbose=1, callbacks=callbacks, validation_data=validation_data)
+            train.fit(data, epochs=args.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
+                      verbose=1 if workers is None or workers.is_chief else 0, callbacks=callbacks,
+                      validation_data=validation_data)
         except TooManyBadImagesError as error:
             sys.exit(f"maskrcnn-train: error: {error}")
     return 0
+
+
+def join_workers(args):
+    """The `multi_worker.Workers` of --multi-worker, after checking --batch-size against them."""
+    from ..utils import multi_worker
+
+    workers = multi_worker.initialize()
+    workers.check_batch_size(args.batch_size)
+    print(f"--multi-worker: worker {workers.worker_index} of {workers.num_workers}"
+          f"{' (chief: writes snapshots and logs)' if workers.is_chief else ''}, {workers.replicas} model replicas "
+          f"in all, {args.batch_size // workers.num_workers} images of every batch of {args.batch_size} read here")
+    return workers
+
+
+def worker_data(workers, train, generator, steps):
+    """(what fit trains on, steps per epoch, extra callbacks) for this worker of --multi-worker:
+    its shards of every global batch, and on TensorFlow the workarounds of
+    multi_worker.prepare_for_fit plus a callback that reshuffles the batches at each epoch end
+    (fit does not call the dataset's on_epoch_end through a distributed dataset)."""
+    from ..utils import multi_worker
+
+    shards, count = workers.local_shards()
+    steps = steps or len(generator)
+    data = ShardedEpochData(generator, steps, shards, count)
+    if workers.strategy is None:
+        return data, steps, []
+    multi_worker.prepare_for_fit(train, data[0])
+    reshuffle = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: generator.on_epoch_end())
+    return workers.fit_data(data), steps, [reshuffle]
 
 
 if __name__ == "__main__":

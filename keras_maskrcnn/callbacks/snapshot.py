@@ -43,9 +43,12 @@ class Snapshot(keras.callbacks.Callback):
     e.g. 'snapshots/resnet50_csv_{epoch:02d}.keras'. metadata: JSON-serialisable dict stored
     in the file with the epoch (see `save_model`), e.g. backbone, anchor_params, filter, classes.
     model: the model to save instead of the fitted one. verbose: 1 prints each path.
+    discard: delete each file once written, for the workers other than the chief of a
+    multi-worker run, which must save too: saving reads variables spread over the workers, with
+    collective operations that every worker takes part in.
     """
 
-    def __init__(self, filepath, metadata=None, model=None, verbose=1):
+    def __init__(self, filepath, metadata=None, model=None, verbose=1, discard=False):
         super().__init__()
         if not str(filepath).endswith(".keras"):
             raise ValueError(f"snapshot files end in .keras, got {filepath!r}")
@@ -53,6 +56,7 @@ class Snapshot(keras.callbacks.Callback):
         self.metadata = dict(metadata or {})
         self.saved_model = model
         self.verbose = verbose
+        self.discard = discard
         self.last_path = None
 
     def on_train_begin(self, logs=None):
@@ -67,6 +71,9 @@ class Snapshot(keras.callbacks.Callback):
         os.makedirs(directory, exist_ok=True)
         model = self.saved_model if self.saved_model is not None else self.model
         save_model(model, path, **dict(self.metadata, epoch=epoch + 1))
+        if self.discard:
+            os.remove(path)
+            return
         self.last_path = path
         if self.verbose:
             print(f"\nEpoch {epoch + 1}: saved snapshot {path}")

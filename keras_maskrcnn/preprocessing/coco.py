@@ -105,6 +105,13 @@ class CocoGenerator(Generator):
         info = self.image_info(image_index)
         return float(info["width"]) / float(info["height"])
 
+    def image_size(self, image_index):
+        info = self.image_info(image_index)
+        return int(info["height"]), int(info["width"])
+
+    def annotation_count(self, image_index):
+        return len(self.coco.getAnnIds(imgIds=self.image_info(image_index)["id"], iscrowd=False))
+
     def load_image(self, image_index):
         try:
             return read_image_bgr(self.image_path(image_index))

@@ -123,6 +123,8 @@ def test_synthetic_coco_crowds_small_boxes_negatives_and_modes(tmp_path):
     np.testing.assert_array_equal(first["ignore_bboxes"], [[5, 0, 25, 40]])
     assert len(generator.load_annotations(1)["labels"]) == 0  # 0.5 pixel wide: skipped
     assert len(generator.load_annotations(3)["labels"]) == 0  # no annotations: a negative
+    assert [generator.image_size(i) for i in range(4)] == [(40, 50)] * 4
+    assert [generator.annotation_count(i) for i in range(4)] == [1, 1, 1, 0]  # crowds are not objects
     # anchors mostly inside the crowd region are ignored, not negatives
     inputs, targets = generator[0]
     classes = targets["classification"][0]

@@ -201,6 +201,13 @@ class CSVGenerator(Generator):
         width, height = self.image_sizes[self.image_names[image_index]]
         return float(width) / float(height)
 
+    def image_size(self, image_index):
+        width, height = self.image_sizes[self.image_names[image_index]]
+        return int(height), int(width)
+
+    def annotation_count(self, image_index):
+        return len(self.image_data[self.image_names[image_index]])
+
     def load_image(self, image_index):
         path = self.image_names[image_index]
         try:

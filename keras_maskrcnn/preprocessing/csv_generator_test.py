@@ -72,6 +72,9 @@ def test_valid_dataset(dataset):
     assert image.shape == (40, 60, 3) and image.dtype == np.uint8
     shapes = [generator[index][0]["image"].shape[1:3] for index in range(len(generator))]
     assert shapes == [(64, 96), (96, 64), (64, 96)]
+    assert [generator.image_size(i) for i in range(3)] == [(40, 60), (50, 30), (40, 60)]
+    assert [generator.annotation_count(i) for i in range(3)] == [2, 1, 0]
+    assert [generator.expected_batch_shape([i]) for i in range(3)] == shapes
 
 
 def test_base_dir_and_absolute_paths(dataset, tmp_path_factory):

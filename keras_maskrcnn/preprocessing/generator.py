@@ -27,6 +27,7 @@ from ..utils.anchors import AnchorParameters, anchor_targets_bbox, anchors_for_s
 from ..utils.image import (
     TransformParameters,
     UnreadableImageError,
+    compute_resize_scale,
     apply_transform,
     apply_transform_to_mask,
     preprocess_image as caffe_preprocess_image,
@@ -149,6 +150,7 @@ class Generator(keras.utils.PyDataset):
         self.pad_multiple = int(pad_multiple)
         self.seed = seed
         self.epoch = 0
+        self.shard_index, self.num_shards = 0, 1
         self._anchors = {}
         self._lock = threading.Lock()
         self.skip_bad_images = bool(skip_bad_images)
@@ -191,6 +193,14 @@ class Generator(keras.utils.PyDataset):
     def image_aspect_ratio(self, image_index):
         """Width / height of an image."""
         raise NotImplementedError("image_aspect_ratio method not implemented")
+
+    def image_size(self, image_index):
+        """(height, width) of an image file in pixels, known without decoding it (for shards)."""
+        raise NotImplementedError("image_size method not implemented")
+
+    def annotation_count(self, image_index):
+        """Objects (not crowd regions) of an image; subclasses answer without loading masks."""
+        return len(self.load_annotations(image_index)["labels"])
 
     def image_path(self, image_index):
         """File (or other description) of an image, for messages."""
@@ -242,12 +252,13 @@ class Generator(keras.utils.PyDataset):
         UnreadableImageError); `replaced`: it was replaced in a batch. True the first time."""
         return self.bad_images.add(self.image_path(image_index), str(error), replaced=replaced)
 
-    def load_group(self, group, rng=None):
+    def load_group(self, group, rng=None, fits=None):
         """(group, images, standardised annotations) of a list of image indices.
 
         With skip_bad_images, an image whose file or masks cannot be read is replaced by the
-        first readable image of a random order of the data set (drawn from `rng`); the returned
-        group holds the indices actually loaded. Without, UnreadableImageError propagates.
+        first readable image of a random order of the data set (drawn from `rng`) for which
+        `fits(index)` is true (any, when fits is None); the returned group holds the indices
+        actually loaded. Without, UnreadableImageError propagates.
         """
         group = list(group)
         image_group, annotations_group = [], []
@@ -265,7 +276,8 @@ class Generator(keras.utils.PyDataset):
                     failures.append(error)
                     if candidates is None:
                         rng = rng if rng is not None else np.random.default_rng()
-                        candidates = iter(int(i) for i in rng.permutation(self.size()) if i != group[position])
+                        candidates = iter(int(i) for i in rng.permutation(self.size())
+                                          if i != group[position] and (fits is None or fits(int(i))))
                     image_index = next(candidates, None)
                     if image_index is None:
                         raise UnreadableImageError(f"no image of the data set can be read; the last error: "
@@ -430,11 +442,28 @@ class Generator(keras.utils.PyDataset):
         most = max(annotations["mask_rois"].shape[0] for annotations in annotations_group)
         return padded_roi_rows(most, self.mask_rois_per_image, self.mask_rois_multiple)
 
-    def compute_inputs(self, image_group, annotations_group):
-        """{'image': (B, H, W, 3) float32 zero padded, 'rois': (B, M, 4) float32 zero padded}."""
-        height, width = self.batch_shape(image_group)
+    def expected_batch_shape(self, group):
+        """(H, W) that batch_shape gives for the images of `group` once resized, from their
+        file sizes alone (augmentation keeps an image's size)."""
+        sides = []
+        for image_index in group:
+            height, width = self.image_size(image_index)
+            scale = compute_resize_scale((height, width), self.image_min_side, self.image_max_side)
+            sides.append((int(round(height * scale)), int(round(width * scale))))
+        return self.batch_shape([np.empty((h, w, 0)) for h, w in sides])
+
+    def expected_roi_rows(self, group):
+        """An M at least batch_rois' for `group`, from the object counts alone: each object
+        gives at most 1 + roi_jitter RoIs."""
+        most = max(min(self.mask_rois_per_image, self.annotation_count(i) * (1 + self.roi_jitter)) for i in group)
+        return padded_roi_rows(most, self.mask_rois_per_image, self.mask_rois_multiple)
+
+    def compute_inputs(self, image_group, annotations_group, shape=None, rois=None):
+        """{'image': (B, H, W, 3) float32 zero padded, 'rois': (B, M, 4) float32 zero padded};
+        (H, W) is `shape` and M `rois` when given, else batch_shape and batch_rois."""
+        height, width = shape or self.batch_shape(image_group)
         images = np.zeros((len(image_group), height, width, 3), dtype=np.float32)
-        rois = np.zeros((len(image_group), self.batch_rois(annotations_group), 4), dtype=np.float32)
+        rois = np.zeros((len(image_group), rois or self.batch_rois(annotations_group), 4), dtype=np.float32)
         for index, (image, annotations) in enumerate(zip(image_group, annotations_group)):
             images[index, :image.shape[0], :image.shape[1]] = image
             boxes = annotations["mask_rois"]
@@ -452,11 +481,11 @@ class Generator(keras.utils.PyDataset):
             self._anchors[key] = anchors
         return anchors
 
-    def compute_mask_targets(self, annotations_group):
+    def compute_mask_targets(self, annotations_group, rois=None):
         """(B, M, 1 + S * S) float32: label of each RoI's annotation (-1 for padding rows) and
-        its mask sampled into the RoI."""
+        its mask sampled into the RoI; M is `rois` when given, else batch_rois."""
         size = self.mask_size
-        targets = np.zeros((len(annotations_group), self.batch_rois(annotations_group), 1 + size * size),
+        targets = np.zeros((len(annotations_group), rois or self.batch_rois(annotations_group), 1 + size * size),
                            dtype=np.float32)
         targets[:, :, 0] = -1
         for index, annotations in enumerate(annotations_group):
@@ -469,26 +498,74 @@ class Generator(keras.utils.PyDataset):
                 targets[index, rows, 1:] = sampled.reshape(rows.size, -1)
         return targets
 
-    def compute_targets(self, image_group, annotations_group):
-        """{'regression': (B, A, 4), 'classification': (B, A), 'masks': (B, M, 1 + S * S)}."""
-        anchors = self.anchors_for_batch_shape(self.batch_shape(image_group))
+    def compute_targets(self, image_group, annotations_group, shape=None, rois=None):
+        """{'regression': (B, A, 4), 'classification': (B, A), 'masks': (B, M, 1 + S * S)};
+        `shape` and `rois` as in compute_inputs."""
+        anchors = self.anchors_for_batch_shape(shape or self.batch_shape(image_group))
         regression, classification = anchor_targets_bbox(
             anchors, annotations_group, self.num_classes(), [image.shape[:2] for image in image_group])
         return {"regression": regression, "classification": classification,
-                "masks": self.compute_mask_targets(annotations_group)}
+                "masks": self.compute_mask_targets(annotations_group, rois=rois)}
+
+    def prepare_group(self, group, rng, fits=None):
+        """(group, images, annotations) of a group of image indices: loaded, filtered, augmented,
+        resized and with their mask RoIs chosen, drawing every random number from `rng`."""
+        group, image_group, annotations_group = self.load_group(group, rng, fits=fits)
+        image_group, annotations_group = self.filter_annotations(image_group, annotations_group, group)
+        image_group, annotations_group = self.random_transform_group(image_group, annotations_group, rng)
+        image_group, annotations_group = self.preprocess_group(image_group, annotations_group)
+        annotations_group = self.compute_mask_rois(image_group, annotations_group, rng)
+        return group, image_group, annotations_group
 
     def compute_input_output(self, group, rng=None):
         """(inputs, targets) of a group of image indices; rng: numpy Generator for augmentation
         and RoI sampling (fresh randomness when None)."""
         rng = rng if rng is not None else np.random.default_rng()
-        group, image_group, annotations_group = self.load_group(group, rng)
-        image_group, annotations_group = self.filter_annotations(image_group, annotations_group, group)
-        image_group, annotations_group = self.random_transform_group(image_group, annotations_group, rng)
-        image_group, annotations_group = self.preprocess_group(image_group, annotations_group)
-        annotations_group = self.compute_mask_rois(image_group, annotations_group, rng)
-        inputs = self.compute_inputs(image_group, annotations_group)
-        targets = self.compute_targets(image_group, annotations_group)
-        return inputs, targets
+        _, image_group, annotations_group = self.prepare_group(group, rng)
+        return self.compute_inputs(image_group, annotations_group), self.compute_targets(image_group, annotations_group)
+
+    def shard(self, index, count):
+        """Makes the generator yield shard `index` of `count` of every batch (compute_shard), for
+        training on several workers. Returns the generator."""
+        self._check_shard(index, count)
+        self.shard_index, self.num_shards = int(index), int(count)
+        return self
+
+    def _check_shard(self, index, count):
+        if count < 1 or not 0 <= index < count:
+            raise ValueError(f"shard {index} of {count} does not exist")
+        if self.batch_size % count:
+            raise ValueError(f"the batch size {self.batch_size} must be a multiple of the {count} shards")
+
+    def compute_shard(self, index, shard_index, num_shards):
+        """(inputs, targets) of shard `shard_index` of `num_shards` of batch `index`: positions
+        [shard_index * k, (shard_index + 1) * k) of its group, k = batch_size / num_shards,
+        padded to the shape and RoI rows the whole group needs (from file sizes and object
+        counts), so that all shards of a batch have the same shapes. Each image draws its
+        randomness from a stream of its own (seed, epoch, batch, position), so a shard does not
+        depend on the others."""
+        self._check_shard(shard_index, num_shards)
+        group = self.groups[index]
+        size = self.batch_size // num_shards
+        shape, rows = self.expected_batch_shape(group), self.expected_roi_rows(group)
+
+        def fits(image_index):
+            height, width = self.expected_batch_shape([image_index])
+            return height <= shape[0] and width <= shape[1] and self.expected_roi_rows([image_index]) <= rows
+
+        image_group, annotations_group = [], []
+        for position in range(shard_index * size, (shard_index + 1) * size):
+            loaded, images, annotations = self.prepare_group([group[position]], self._rng(2, index, position), fits)
+            height, width = images[0].shape[:2]
+            count = annotations[0]["mask_rois"].shape[0]
+            if height > shape[0] or width > shape[1] or count > rows:
+                raise ValueError(f"image {self.image_path(loaded[0])!r} resized to {width}x{height} with {count} RoIs "
+                                 f"does not fit the {shape[1]}x{shape[0]} batch with {rows} RoI rows computed "
+                                 f"from the file sizes")
+            image_group += images
+            annotations_group += annotations
+        return (self.compute_inputs(image_group, annotations_group, shape, rows),
+                self.compute_targets(image_group, annotations_group, shape, rows))
 
     # grouping and the PyDataset protocol
 
@@ -525,6 +602,8 @@ class Generator(keras.utils.PyDataset):
     def __getitem__(self, index):
         if not 0 <= index < len(self.groups):
             raise IndexError(f"batch {index} out of range for {len(self.groups)} batches")
+        if self.num_shards > 1:
+            return self.compute_shard(index, self.shard_index, self.num_shards)
         return self.compute_input_output(self.groups[index], self._rng(2, index))
 
     def on_epoch_end(self):

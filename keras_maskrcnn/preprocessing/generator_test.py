@@ -51,6 +51,9 @@ class MemoryGenerator(Generator):
         image = self.entries[image_index][0]
         return image.shape[1] / image.shape[0]
 
+    def image_size(self, image_index):
+        return self.entries[image_index][0].shape[:2]
+
     def load_image(self, image_index):
         return self.entries[image_index][0]
 
@@ -168,6 +171,34 @@ def test_more_objects_than_rois_subsamples_ground_truth():
     ious = box_iou_pairwise(rois[:, None], np.array(boxes, np.float64)[None])
     assert np.allclose(ious.max(axis=1), 1.0)
     assert len({tuple(r) for r in rois}) == 10
+
+
+def test_shards_of_a_batch_share_its_shapes_and_split_its_images():
+    # Two images of a batch of 4 are larger or hold more objects than the others: every shard
+    # must be padded to what the whole batch needs, and the shards must hold the batch's images.
+    entries = [make_entry((64, 64), [(4, 4, 30, 30)]), make_entry((64, 96), [(4, 4, 30, 30)] * 9),
+               make_entry((48, 64), [(10, 10, 40, 40)]), make_entry((64, 80), [(4, 4, 20, 20)] * 2)]
+    kwargs = dict(image_min_side=64, image_max_side=96, shuffle_groups=False, group_method="none", seed=0,
+                  batch_size=4, mask_rois_per_image=64)
+    whole = MemoryGenerator(entries, **kwargs)[0]
+    shards = [MemoryGenerator(entries, **kwargs).shard(i, 2)[0] for i in range(2)]
+    assert whole[0]["image"].shape == (4, 64, 96, 3) and whole[0]["rois"].shape[1] == 32  # 9 boxes + 9 copies
+    for inputs, targets in shards:
+        assert inputs["image"].shape == (2, 64, 96, 3) and inputs["rois"].shape == (2, 32, 4)
+        assert targets["classification"].shape == whole[1]["classification"][:2].shape
+        assert targets["masks"].shape == (2, 32, 1 + 28 * 28)
+    # The shards hold the batch's images in order (flips aside: compare the unflipped pixel sums).
+    generator = MemoryGenerator(entries, **kwargs)
+    sums = sorted(float(np.abs(generator.preprocess_image(generator.resize_image(e[0])[0])).sum()) for e in entries)
+    shard_sums = sorted(float(np.abs(image).sum()) for inputs, _ in shards for image in inputs["image"])
+    assert np.allclose(sums, shard_sums, rtol=1e-5)
+    # The same shard twice gives the same batch (its own random streams, from the seed).
+    again = MemoryGenerator(entries, **kwargs).shard(1, 2)[0]
+    assert np.array_equal(again[0]["image"], shards[1][0]["image"]) and np.array_equal(again[0]["rois"], shards[1][0]["rois"])
+    with pytest.raises(ValueError, match="the batch size 4 must be a multiple of the 3 shards"):
+        generator.shard(0, 3)
+    with pytest.raises(ValueError, match="shard 2 of 2 does not exist"):
+        generator.shard(2, 2)
 
 
 def test_roi_rows_are_padded_to_the_next_multiple_only():

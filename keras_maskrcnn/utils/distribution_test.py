@@ -24,16 +24,10 @@ from keras_maskrcnn.utils.distribution import check_backend, check_batch_size, c
 
 # Two 64x64 images with different numbers of objects, so that each device's share of the batch
 # has its own positive-anchor count: the losses must normalise by the global counts. The
-# backbone's batch normalisation is frozen (inference mode), because TensorFlow computes batch
-# statistics per device. SGD makes the update lr * gradient, with no optimizer state.
-_EQUIVALENCE_SCRIPT = textwrap.dedent("""
-    import json
-    import numpy as np
-    import keras
-    from keras_maskrcnn.utils.distribution import configure_devices, distribution_scope
-
-    configure_devices(2)
-
+# backbone is VGG16: few layers to compile, and no batch normalisation, whose batch statistics
+# TensorFlow would compute per device (the FPN and heads have none either). SGD makes the update
+# lr * gradient, with no optimizer state.
+BATCH_AND_MODEL = textwrap.dedent("""
     from keras_maskrcnn import losses
     from keras_maskrcnn.models import backbone, training_model
     from keras_maskrcnn.utils.anchors import anchor_targets_bbox, anchors_for_shape
@@ -61,7 +55,7 @@ _EQUIVALENCE_SCRIPT = textwrap.dedent("""
 
     def build():
         keras.utils.set_random_seed(0)
-        model = backbone("mobilenetv2").maskrcnn(num_classes=CLASSES, freeze_bn=True, feature_size=32,
+        model = backbone("vgg16").maskrcnn(num_classes=CLASSES, freeze_bn=True, feature_size=32,
                                                  mask_feature_size=16)
         model = training_model(model)
         model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.1), loss=losses.training_losses())
@@ -69,7 +63,16 @@ _EQUIVALENCE_SCRIPT = textwrap.dedent("""
 
     def one_step(model):
         return {k: v[0] for k, v in model.fit(x, y, batch_size=2, epochs=1, shuffle=False, verbose=0).history.items()}
+""")
 
+_EQUIVALENCE_SCRIPT = textwrap.dedent("""
+    import json
+    import numpy as np
+    import keras
+    from keras_maskrcnn.utils.distribution import configure_devices, distribution_scope
+
+    configure_devices(2)
+""") + BATCH_AND_MODEL + textwrap.dedent("""
     x, y, positives = global_batch()
     single = build()
     initial = single.get_weights()
