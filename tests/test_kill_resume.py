@@ -2,9 +2,10 @@
 resumed each time with `--snapshot latest`: every snapshot stays whole, training reaches its last
 epoch, and no epoch is trained twice except the one a kill interrupted.
 
-The runs are subprocesses (vgg16 with 16/8 channels at 64 px, 3 steps per epoch); the test hook
-KERAS_MASKRCNN_SAVE_PAUSE makes each save wait 2 s between writing its temporary file and
-renaming it, so that a kill can land inside a save.
+The runs are subprocesses (vgg16 with 16/8 channels at 64 px, 3 steps per epoch, --run-eagerly so
+that no run spends its seconds compiling); the test hook KERAS_MASKRCNN_SAVE_PAUSE makes each
+save wait 1 s between writing its temporary file and renaming it, so that a kill can land inside
+a save.
 """
 
 import csv
@@ -28,7 +29,8 @@ RUN_SECONDS = 240  # each run's bound; a run is killed when it takes longer
 @pytest.fixture
 def command(small_shapes, tmp_path):
     snapshots = tmp_path / "snapshots"
-    args = [sys.executable, "-m", "keras_maskrcnn.bin.train", "--snapshot", "latest", "--backbone", "vgg16",
+    args = [sys.executable, "-m", "keras_maskrcnn.bin.train", "--snapshot", "latest", "--run-eagerly",
+            "--backbone", "vgg16",
             "--feature-size", "16", "--mask-feature-size", "8", "--batch-size", "1", "--steps", "3",
             "--epochs", str(EPOCHS), "--image-min-side", "64", "--image-max-side", "64", "--mask-rois", "2",
             "--max-detections", "5", "--lr", "1e-4", "--tensorboard-dir", "", "--no-evaluation", "--seed", "0",
@@ -42,7 +44,7 @@ class Run:
 
     def __init__(self, args, log):
         self.log = log
-        env = dict(os.environ, PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="3", **{PAUSE_VARIABLE: "2"})
+        env = dict(os.environ, PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="3", **{PAUSE_VARIABLE: "1"})
         with open(log, "wb") as handle:
             self.process = subprocess.Popen(args, stdout=handle, stderr=subprocess.STDOUT, env=env)
         self.deadline = time.monotonic() + RUN_SECONDS
@@ -107,7 +109,7 @@ def test_killed_training_resumes_from_the_latest_whole_snapshot(command, tmp_pat
         run = Run(args, tmp_path / "run2.log")
         runs.append(run)
         run.wait_for(lambda: 2 in run.epochs_started(), "epoch 2")
-        time.sleep(rng.uniform(0.0, 3.0))
+        time.sleep(rng.uniform(0.0, 2.0))
         run.kill()
         assert "left by a run that was stopped while saving" in run.output()
         assert snapshot_files(snapshots)[:1] == ["vgg16_csv_01.keras"]
@@ -117,7 +119,7 @@ def test_killed_training_resumes_from_the_latest_whole_snapshot(command, tmp_pat
         run = Run(args, tmp_path / "run3.log")
         runs.append(run)
         run.wait_for(lambda: temporaries(snapshots, run), "a temporary snapshot file")
-        time.sleep(rng.uniform(0.0, 1.0))
+        time.sleep(rng.uniform(0.0, 0.5))
         run.kill()
         check_snapshots_whole(snapshots)
 

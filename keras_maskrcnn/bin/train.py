@@ -121,6 +121,9 @@ def parse_args(args):
               help="stop when more than N images (or their masks) of the training set cannot be read; fewer are "
                    "left out, or replaced in their batch by another image, with a warning "
                    "(default: 1%% of the images, at least 1)")
+    flags.add("--run-eagerly", action="store_true",
+              help="run the training step op by op instead of compiling it: slower per step, no compile time "
+                   "(for debugging, or runs of a few steps)")
     flags.add("--mixed-precision", action="store_true",
               help="compute in mixed_float16 on a GPU (with loss scaling), mixed_bfloat16 otherwise; "
                    "weights and losses stay float32")
@@ -547,6 +550,8 @@ def main(args=None):
             train, prediction = create_models(parser, args, backbone, train_generator.num_classes(), anchor_params)
             initial_epoch = 0
 
+        if args.run_eagerly:
+            train.run_eagerly = True
         callbacks = create_callbacks(args, train, prediction, validation_generator,
                                      snapshot_metadata(args, anchor_params, classes), train_generator=train_generator,
                                      chief=workers is None or workers.is_chief)
