@@ -194,7 +194,8 @@ def test_shards_of_a_batch_share_its_shapes_and_split_its_images():
     assert np.allclose(sums, shard_sums, rtol=1e-5)
     # The same shard twice gives the same batch (its own random streams, from the seed).
     again = MemoryGenerator(entries, **kwargs).shard(1, 2)[0]
-    assert np.array_equal(again[0]["image"], shards[1][0]["image"]) and np.array_equal(again[0]["rois"], shards[1][0]["rois"])
+    assert np.array_equal(again[0]["image"], shards[1][0]["image"])
+    assert np.array_equal(again[0]["rois"], shards[1][0]["rois"])
     with pytest.raises(ValueError, match="the batch size 4 must be a multiple of the 3 shards"):
         generator.shard(0, 3)
     with pytest.raises(ValueError, match="shard 2 of 2 does not exist"):

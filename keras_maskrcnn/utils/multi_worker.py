@@ -86,7 +86,8 @@ def tf_config_task():
     text = os.environ.get("TF_CONFIG")
     if not text:
         raise ValueError("TF_CONFIG is not set: every worker needs it, e.g. "
-                         '{"cluster": {"worker": ["host1:port", "host2:port"]}, "task": {"type": "worker", "index": 0}}')
+                         '{"cluster": {"worker": ["host1:port", "host2:port"]}, '
+                         '"task": {"type": "worker", "index": 0}}')
     try:
         config = json.loads(text)
         cluster, task = config["cluster"], config["task"]
