@@ -72,7 +72,9 @@ class Workers:
     def fit_data(self, dataset):
         """What to give `fit` for a keras.utils.PyDataset of this worker's shards (local_shards):
         on TensorFlow a distributed dataset of its elements, one per local replica and step
-        (so the strategy does not shard or rebatch them again); on JAX the PyDataset itself."""
+        (so the strategy does not shard or rebatch them again); on JAX the PyDataset itself.
+        Give fit its steps_per_epoch: without, on TensorFlow the epoch's per-output loss logs come
+        out at half their value (the total is right)."""
         if self.strategy is None:
             return dataset
         from keras.src.trainers.data_adapters.py_dataset_adapter import PyDatasetAdapter
