@@ -131,20 +131,11 @@ def _initialize_jax():
         raise ValueError("KERAS_DISTRIBUTION_JOB_ADDRESSES is not set: every worker needs it (the coordinator's "
                          "host:port), with KERAS_DISTRIBUTION_NUM_PROCESSES and KERAS_DISTRIBUTION_PROCESS_ID "
                          "(under SLURM or mpirun JAX finds them itself)")
-    if not _has_accelerator():
-        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU devices only; GPUs use NCCL
     keras.distribution.initialize()
     devices = keras.distribution.list_devices()
     distribution = keras.distribution.DataParallel(devices=devices, auto_shard_dataset=False)
     return Workers(jax.process_count(), jax.process_index(), len(devices), distribution=distribution)
-
-
-def _has_accelerator():
-    """Whether JAX was installed with a GPU or TPU plugin (checked without starting JAX's backends)."""
-    import importlib.util
-
-    return any(importlib.util.find_spec(name) is not None
-               for name in ("jax_cuda12_plugin", "jax_cuda13_plugin", "jax_rocm60_plugin", "libtpu"))
 
 
 def prepare_for_fit(model, batch):

@@ -80,7 +80,8 @@ def cluster_environments(backend, count=2):
     environments = []
     for index in range(count):
         env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2")
-        env.pop("XLA_FLAGS", None)
+        env["XLA_FLAGS"] = " ".join(flag for flag in env.get("XLA_FLAGS", "").split()
+                                    if "device_count" not in flag)  # one CPU device per worker
         if backend == "tensorflow":
             env["TF_CONFIG"] = json.dumps({"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
                                            "task": {"type": "worker", "index": index}})
