@@ -1,6 +1,7 @@
 """Saving training snapshots that `keras_maskrcnn.models.load_model` opens as the prediction model,
 and finding the newest complete one to resume from."""
 
+import contextlib
 import os
 import warnings
 import zipfile
@@ -73,6 +74,8 @@ class Snapshot(keras.callbacks.Callback):
         save_model(model, path, **dict(self.metadata, epoch=epoch + 1))
         if self.discard:
             os.remove(path)
+            with contextlib.suppress(OSError):  # the folder, when nothing else is in it
+                os.rmdir(directory)
             return
         self.last_path = path
         if self.verbose:

@@ -104,3 +104,14 @@ def test_latest_snapshot_is_the_highest_complete_epoch(tmp_path):
     assert [str(warning.message) for warning in warned] == [
         f"snapshot '{tmp_path / name}' is incomplete or damaged; ignored"
         for name in ("vgg16_csv_03.keras", "vgg16_csv_02.keras")]
+
+
+def test_a_discarding_snapshot_saves_and_leaves_nothing(tmp_path):
+    """What the workers other than the chief of --multi-worker do: save (they take part in the
+    chief's save) and delete the file and its folder."""
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    folder = tmp_path / "scratch"
+    callback = Snapshot(str(folder / "{epoch:02d}.keras"), metadata=dict(backbone="x"), model=model, verbose=0,
+                        discard=True)
+    callback.on_epoch_end(0)
+    assert not folder.exists() and callback.last_path is None
