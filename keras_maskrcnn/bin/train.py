@@ -512,13 +512,14 @@ def main(args=None):
     common.plain_bad_image_warnings(parser.prog)
     common.select_gpu(args.gpu)
     workers = None
+    flag = "--multi-worker" if args.multi_worker else f"--multi-gpu {args.multi_gpu}"
     try:
         if args.multi_worker:
             workers = join_workers(args)
         else:
             configure_devices(args.multi_gpu)
     except ValueError as error:
-        parser.error(f"--multi-{'worker' if args.multi_worker else 'gpu ' + str(args.multi_gpu)}: {error}")
+        parser.error(f"{flag}: {error}")
     anchor_params = common.anchor_parameters(parser, args.config)
     if anchor_params is None and args.old_weights is not None and args.old_weights.kind != "keras-resnet":
         anchor_params = args.old_weights.anchor_params

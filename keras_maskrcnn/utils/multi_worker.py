@@ -13,7 +13,7 @@ environment, as each backend expects it:
   a `keras.distribution.DataParallel` over the devices of every process follows. CPU-only
   processes exchange gradients through gloo.
 
-Each worker reads its own shard of every global batch (`Generator.shard`); worker 0 (TensorFlow's
+Each worker reads its own shards of every global batch (`Generator.compute_shard`); worker 0 (TensorFlow's
 "chief" task when the cluster has one) is the chief, which alone writes snapshots and logs.
 """
 
@@ -22,6 +22,7 @@ import json
 import os
 
 import keras
+
 
 @dataclasses.dataclass
 class Workers:
@@ -51,21 +52,13 @@ class Workers:
             raise ValueError(f"the batch size {batch_size} must be a multiple of the {self.replicas} model "
                              f"replicas of the {self.num_workers} workers, so that each gets the same number of images")
 
-
-    @property
-    def local_replicas(self):
-        """Model replicas on this worker's devices."""
-        if self.strategy is not None:
-            return len(self.strategy.extended.worker_devices)
-        return self.replicas // self.num_workers
-
     def local_shards(self):
         """(shards, count): the shards of every global batch of `count` equal shards that this
         worker reads, in the order its data must yield them. TensorFlow: one shard per local
         replica (the strategy hands each replica one element of the worker's data); JAX: one
         per worker (Keras splits it over the local devices)."""
         if self.strategy is not None:
-            local = self.local_replicas
+            local = len(self.strategy.extended.worker_devices)
             return [self.worker_index * local + i for i in range(local)], self.num_workers * local
         return [self.worker_index], self.num_workers
 
