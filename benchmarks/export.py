@@ -22,9 +22,9 @@ TensorFlow, ONNX Runtime, OpenVINO in float32, LiteRT), all with --threads threa
 image with 100 objects' worth of masks. Their calls alternate in rounds (Keras, each runtime,
 torchvision; one at a time, each after --pause seconds of idle), --warmup untimed rounds first, then
 --pairs timed rounds per input; the torchvision peer runs in the "max" rounds only. Reported: median,
-min, max wall seconds and median CPU seconds per runtime and input; the medians of the per-round ratios to torchvision ("max") and to Keras;
-peak RSS of each process; and each runtime's detections on each input against Keras's
-(`utils.compare.compare_detections`: count, labels, max differences).
+min, max wall seconds and median CPU seconds per runtime and input; the medians of the per-round
+ratios to torchvision ("max") and to Keras; peak RSS of each process; and each runtime's detections
+on each input against Keras's (`utils.compare.compare_detections`: count, labels, max differences).
 """
 
 import argparse
