@@ -242,3 +242,25 @@ def test_an_old_keras_maskrcnn_model_exports_with_its_crop_and_resize_roi_align(
     got = runtimes.load_artifact(path).predict_on_batch(legacy_h5["image"][:, :64, :96])
     report = compare_detections(model.predict_on_batch(legacy_h5["image"][:, :64, :96])[-4:], got)
     assert report["same"], describe(report)
+
+
+def test_onnx_conversion_runs_tf2onnx_optimizers_in_place_and_falls_back_to_copies(exported, tmp_path, monkeypatch,
+                                                                                  capsys):
+    """The conversion alone (Model.export replaced): first with TF2ONNX_CATCH_ERRORS=FALSE, then, when
+    that fails, again without it; a value the caller set is kept and used once."""
+    calls = []
+
+    def export(self, path, format=None, **kwargs):
+        calls.append(os.environ.get(export_module.TF2ONNX_CATCH_ERRORS))
+        if calls[-1] == "FALSE":
+            raise RuntimeError("optimizer x failed")
+        open(path, "w").close()
+
+    monkeypatch.setattr(keras.Model, "export", export)
+    monkeypatch.delenv(export_module.TF2ONNX_CATCH_ERRORS, raising=False)
+    export_model(exported["built"], str(tmp_path / "a.onnx"), "onnx", check=False)
+    assert calls == ["FALSE", None] and export_module.TF2ONNX_CATCH_ERRORS not in os.environ
+    assert "RuntimeError: optimizer x failed); converting again with each optimizer on a copy" in capsys.readouterr().out
+    monkeypatch.setenv(export_module.TF2ONNX_CATCH_ERRORS, "TRUE")
+    export_model(exported["built"], str(tmp_path / "b.onnx"), "onnx", check=False)
+    assert calls == ["FALSE", None, "TRUE"] and os.environ[export_module.TF2ONNX_CATCH_ERRORS] == "TRUE"

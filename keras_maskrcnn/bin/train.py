@@ -20,7 +20,7 @@ from .. import losses
 from ..callbacks.bad_images import BadImageMonitor
 from ..callbacks.snapshot import Snapshot, latest_snapshot
 from ..models import backbone as get_backbone
-from ..models import load_training_model, prediction_model, read_metadata, training_model
+from ..models import build_training_state, load_training_model, prediction_model, read_metadata, training_model
 from ..models.backbone import Backbone
 from ..preprocessing.bad_images import TooManyBadImagesError, default_max_bad_images, listing, too_many_message
 from ..utils.anchors import AnchorParameters
@@ -394,7 +394,7 @@ def _compiled(args, model, anchor_params):
     train = training_model(model)
     train.compile(loss=losses.training_losses(),
                   optimizer=keras.optimizers.Adam(learning_rate=args.lr or DEFAULT_LR, clipnorm=args.clipnorm))
-    train.optimizer.build(train.trainable_variables)
+    build_training_state(train)
     return train, prediction_model(train, anchor_params=anchor_params, class_specific_filter=args.class_specific_filter,
                                    max_detections=args.max_detections)
 
@@ -408,6 +408,7 @@ def resume_models(parser, args):
         parser.error(str(error))
     if args.lr is not None:
         train.optimizer.learning_rate.assign(args.lr)
+    build_training_state(train)
     anchor_params = AnchorParameters.from_config(metadata["anchor_params"]) if metadata.get("anchor_params") else None
     options = dict(metadata.get("filter", {}), max_detections=args.max_detections)
     return train, prediction_model(train, anchor_params=anchor_params, **options), int(metadata["epoch"])

@@ -8,7 +8,7 @@
 
 from .backbone import BACKBONES, Backbone, backbone, preprocess_image
 from .export import export_model
-from .maskrcnn import is_training_model, maskrcnn, prediction_model, training_model
+from .maskrcnn import build_training_state, is_training_model, maskrcnn, prediction_model, training_model
 from .retinanet import retinanet, retinanet_bbox
 from .saving import load_model, load_training_model, read_metadata, save_model
 
@@ -16,6 +16,7 @@ __all__ = [
     "BACKBONES",
     "Backbone",
     "backbone",
+    "build_training_state",
     "export_model",
     "is_training_model",
     "load_model",

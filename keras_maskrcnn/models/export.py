@@ -36,6 +36,8 @@ FORMATS = {
 # What the check accepts (issue #11): the same detections (count, labels), scores within 1e-4, boxes
 # within 1e-2 px, masks within 1e-3.
 CHECK_TOLERANCES = dict(score_tol=1e-4, box_tol=1e-2, mask_tol=1e-3)
+# The environment variable by which tf2onnx's optimizers run on the graph itself, not on copies of it.
+TF2ONNX_CATCH_ERRORS = "TF2ONNX_CATCH_ERRORS"
 
 
 def _settings(model):
@@ -123,6 +125,27 @@ def check_artifact(model, path, check_input, runtime=None, threads=None):
                 seconds=dict(keras=middle - started, artifact=ended - middle))
 
 
+def _export_onnx(form, path, signature, verbose):
+    """`form.export` to ONNX with tf2onnx's graph optimizers run on the graph itself. By default
+    tf2onnx runs each one on a deep copy of the graph, kept in case it fails, which is a quarter of
+    the conversion's time (31.6 s instead of 42.7 s for MobileNetV2 with 100 detections). If the
+    conversion fails that way it is done again the default way, which skips a failing optimizer.
+    A TF2ONNX_CATCH_ERRORS of the caller's own is left as it is."""
+    if TF2ONNX_CATCH_ERRORS in os.environ:
+        form.export(path, format="onnx", input_signature=signature, verbose=verbose)
+        return
+    os.environ[TF2ONNX_CATCH_ERRORS] = "FALSE"
+    try:
+        form.export(path, format="onnx", input_signature=signature, verbose=verbose)
+        return
+    except Exception as error:  # reported; the default conversion then succeeds or raises
+        print(f"ONNX conversion failed with tf2onnx's optimizers on the graph itself ({type(error).__name__}: "
+              f"{error}); converting again with each optimizer on a copy, which skips one that fails")
+    finally:
+        del os.environ[TF2ONNX_CATCH_ERRORS]
+    form.export(path, format="onnx", input_signature=signature, verbose=verbose)
+
+
 def export_model(model, path, format="tf_saved_model", image_size=None, check=True, check_input=None,
                  metadata=None, raw_outputs=False, threads=None, verbose=False):
     """Exports the prediction model `model` with `Model.export` and checks the artifact against it.
@@ -184,7 +207,10 @@ def export_model(model, path, format="tf_saved_model", image_size=None, check=Tr
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     started = time.perf_counter()
-    form.export(path, format=format, input_signature=signature, verbose=verbose)
+    if format == "onnx":
+        _export_onnx(form, path, signature, verbose)
+    else:
+        form.export(path, format=format, input_signature=signature, verbose=verbose)
     export_seconds = time.perf_counter() - started
 
     filters = model.get_layer("filtered_detections")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from keras_maskrcnn import losses
-from keras_maskrcnn.models import BACKBONES, backbone, load_model, save_model, training_model
+from keras_maskrcnn.models import BACKBONES, backbone, build_training_state, load_model, save_model, training_model
 from keras_maskrcnn.utils.anchors import anchor_targets_bbox, anchors_for_shape
 
 NUM_CLASSES = 3
@@ -92,8 +92,16 @@ def test_twenty_training_steps_halve_the_loss_and_empty_images_train_finitely():
     assert [t.name for t in train.inputs] == ["image", "rois"]
     assert train.output_names == ["regression", "classification", "masks"]
     train.compile(optimizer=keras.optimizers.Adam(1e-4), loss=losses.training_losses())
+    build_training_state(train)
+    assert train.optimizer.built and train.optimizer.iterations.numpy() == 0
+    traces = []
+    call = train.call
+    train.call = lambda *args, **kwargs: traces.append(1) or call(*args, **kwargs)
     x, y = synthetic_batch()
     history = [train.train_on_batch(x, y, return_dict=True) for _ in range(20)]
+    # The step is traced once: without build_training_state TensorFlow traces it again, as the first
+    # trace creates the loss trackers and the optimizer's variables.
+    assert len(traces) == 1
     first, last = history[0]["loss"], history[-1]["loss"]
     assert np.isfinite([h["loss"] for h in history]).all()
     assert last <= 0.5 * first, f"loss went from {first} to {last}"
@@ -180,7 +188,7 @@ def test_model_builds_predicts_and_trains_on_the_jax_backend():
         import numpy as np, keras
         assert keras.backend.backend() == "jax"
         from keras_maskrcnn import losses
-        from keras_maskrcnn.models import backbone, training_model
+        from keras_maskrcnn.models import backbone, build_training_state, training_model
         from keras_maskrcnn.utils.anchors import anchor_targets_bbox, anchors_for_shape
         model = backbone("mobilenetv2").maskrcnn(num_classes=2, score_threshold=0.0, max_detections=7)
         boxes, scores, labels, masks = model.predict_on_batch(np.zeros((1, 64, 96, 3), np.float32))[-4:]
@@ -189,6 +197,7 @@ def test_model_builds_predicts_and_trains_on_the_jax_backend():
         train = training_model(model)
         assert train.output_names == ["regression", "classification", "masks"]
         train.compile(loss=losses.training_losses(), optimizer=keras.optimizers.SGD(1e-5))
+        build_training_state(train)
         box = np.array([[4.0, 6.0, 36.0, 38.0]])
         regression, classification = anchor_targets_bbox(
             anchors_for_shape((64, 96)), [dict(bboxes=box, labels=np.array([1]))], 2, [(64, 96)])
