@@ -22,6 +22,7 @@ from ..callbacks.snapshot import Snapshot, latest_snapshot
 from ..models import backbone as get_backbone
 from ..models import build_training_state, load_training_model, prediction_model, read_metadata, training_model
 from ..models.backbone import Backbone
+from ..preprocessing import shared_batches
 from ..preprocessing.bad_images import TooManyBadImagesError, default_max_bad_images, listing, too_many_message
 from ..utils.anchors import AnchorParameters
 from ..utils.distribution import check_backend, check_batch_size, configure_devices, distribution_scope
@@ -447,7 +448,8 @@ class ShardedEpochData(EpochData):
 
     def __getitem__(self, index):
         step, local = divmod(index, len(self.shards))
-        return self.generator.compute_shard(step % len(self.generator), self.shards[local], self.count)
+        batch = self.generator.compute_shard(step % len(self.generator), self.shards[local], self.count)
+        return shared_batches.for_transfer(batch, self.generator.batch_folder)
 
 
 def snapshot_metadata(args, anchor_params, classes):

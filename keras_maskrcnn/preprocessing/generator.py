@@ -36,6 +36,7 @@ from ..utils.image import (
 )
 from ..utils.masks import roi_mask_targets
 from ..utils.transform import adjust_transform_for_image, boxes_from_masks, transform_aabb
+from . import shared_batches
 from .bad_images import BadImages, listing
 from .bad_images import warn as warn_bad_image
 
@@ -153,6 +154,7 @@ class Generator(keras.utils.PyDataset):
         self.shard_index, self.num_shards = 0, 1
         self._anchors = {}
         self._lock = threading.Lock()
+        self.batch_folder = shared_batches.prepare()  # where process workers put their batches
         self.skip_bad_images = bool(skip_bad_images)
         self.bad_images = BadImages(shared=self.skip_bad_images and use_multiprocessing)
         for key, message in getattr(self, "unreadable", {}).items():
@@ -603,8 +605,10 @@ class Generator(keras.utils.PyDataset):
         if not 0 <= index < len(self.groups):
             raise IndexError(f"batch {index} out of range for {len(self.groups)} batches")
         if self.num_shards > 1:
-            return self.compute_shard(index, self.shard_index, self.num_shards)
-        return self.compute_input_output(self.groups[index], self._rng(2, index))
+            batch = self.compute_shard(index, self.shard_index, self.num_shards)
+        else:
+            batch = self.compute_input_output(self.groups[index], self._rng(2, index))
+        return shared_batches.for_transfer(batch, self.batch_folder)
 
     def on_epoch_end(self):
         """Next epoch: regroups ('random') and reshuffles the batches (shuffle_groups)."""

@@ -1,0 +1,176 @@
+"""Batches from worker processes to the training process through files in shared memory.
+
+Keras's process workers (`use_multiprocessing=True`) return each batch pickled through a pipe. A
+batch at 800 x 1333 is about 13 MB, and reading that from a pipe costs the training process more
+CPU than building the batch (benchmarks/data.py: two processes were slower than two threads).
+Here a worker writes the batch's arrays into one file of a folder in /dev/shm (RAM; the temp folder
+where there is none); only the file's name and the arrays' layout go through the pipe, and
+unpickling reads the file back into arrays and removes it.
+
+    folder = prepare()                  # in the training process, once
+    batch = for_transfer(batch, folder) # in a Keras worker process a SharedBatch, elsewhere unchanged
+
+When a file cannot be written (a full /dev/shm: Docker gives 64 MB by default), the batch goes
+through the pipe as before, with one warning per worker process. The folder is removed when the
+training process exits, and a folder left by a process that was killed is removed by the next one.
+"""
+
+import atexit
+import mmap
+import multiprocessing
+import os
+import shutil
+import tempfile
+import warnings
+
+import numpy as np
+
+PREFIX = "keras-maskrcnn-batches-"
+ALIGN = 64  # bytes: every array starts at a multiple of this in its file
+_state = dict(owner=None, count=0, warned=False)
+
+
+def in_keras_worker():
+    """True in a worker process of a Keras PyDataset (Keras names them Keras_worker_...)."""
+    return multiprocessing.current_process().name.startswith("Keras_worker")
+
+
+def _root():
+    return "/dev/shm" if os.access("/dev/shm", os.W_OK) else tempfile.gettempdir()
+
+
+def prepare():
+    """The folder for this process's batches. The first call in a process removes the folders
+    of processes that no longer run and has this one's removed at exit."""
+    folder = os.path.join(_root(), f"{PREFIX}{os.getpid()}")
+    if _state["owner"] != os.getpid():
+        _state["owner"] = os.getpid()
+        for name in os.listdir(_root()):
+            pid = name[len(PREFIX):]
+            if name.startswith(PREFIX) and pid.isdigit() and not _running(int(pid)):
+                shutil.rmtree(os.path.join(_root(), name), ignore_errors=True)
+        atexit.register(shutil.rmtree, folder, True)
+    return folder
+
+
+def _running(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def for_transfer(batch, folder):
+    """`batch` as a SharedBatch writing into `folder` inside a Keras worker process, else unchanged
+    (also on Windows, where a mapped file cannot be removed)."""
+    return SharedBatch(batch, folder) if in_keras_worker() and os.name != "nt" else batch
+
+
+class SharedBatch:
+    """A batch (tuples, lists and dicts of numpy arrays and small values) that pickles as a file
+    in `folder`, written when pickled, and unpickles as the batch itself."""
+
+    def __init__(self, batch, folder):
+        self.batch, self.folder = batch, folder
+
+    def __reduce__(self):
+        arrays = list(_arrays(self.batch))
+        specs = [(array.shape, array.dtype.str) for array in arrays]
+        try:
+            path = _write(self.folder, arrays, specs)
+        except OSError as error:
+            if not _state["warned"]:
+                _state["warned"] = True
+                warnings.warn(f"cannot write a batch into {self.folder} ({error}); this worker process sends "
+                              f"its batches through a pipe, which costs the training process more CPU")
+            return _same, (self.batch,)
+        return read_batch, (path, _layout(self.batch), specs)
+
+
+class _Value:
+    """A leaf of a batch's layout that is not an array."""
+
+    def __init__(self, value):
+        self.value = value
+
+
+def _same(batch):
+    return batch
+
+
+def _arrays(value):
+    if isinstance(value, np.ndarray):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _arrays(item)
+    elif isinstance(value, (tuple, list)):
+        for item in value:
+            yield from _arrays(item)
+
+
+def _layout(value):
+    """The structure of `value`, None in place of each array."""
+    if isinstance(value, np.ndarray):
+        return None
+    if isinstance(value, dict):
+        return {key: _layout(item) for key, item in value.items()}
+    if isinstance(value, (tuple, list)):
+        return type(value)(_layout(item) for item in value)
+    return _Value(value)
+
+
+def _fill(layout, arrays):
+    if layout is None:
+        return next(arrays)
+    if isinstance(layout, _Value):
+        return layout.value
+    if isinstance(layout, dict):
+        return {key: _fill(item, arrays) for key, item in layout.items()}
+    return type(layout)(_fill(item, arrays) for item in layout)
+
+
+def _offsets(specs):
+    """(byte offset of each array, bytes of the file) for arrays of specs [(shape, dtype)]."""
+    offsets, end = [], 0
+    for shape, dtype in specs:
+        offsets.append(end)
+        end += -(-int(np.prod(shape)) * np.dtype(dtype).itemsize // ALIGN) * ALIGN
+    return offsets, end
+
+
+def _write(folder, arrays, specs):
+    os.makedirs(folder, exist_ok=True)
+    _state["count"] += 1
+    path = os.path.join(folder, f"{os.getpid()}-{_state['count']}")
+    offsets, _ = _offsets(specs)
+    try:
+        with open(path, "wb") as handle:
+            for array, offset in zip(arrays, offsets):
+                if array.size:
+                    handle.seek(offset)
+                    handle.write(np.ascontiguousarray(array).reshape(-1).view(np.uint8).data)
+    except OSError:
+        if os.path.exists(path):
+            os.remove(path)
+        raise
+    return path
+
+
+def read_batch(path, layout, specs):
+    """The batch a worker wrote to `path`: its arrays map the file, which is removed at once (the
+    memory is freed with the last array)."""
+    offsets, _ = _offsets(specs)
+    need = offsets[-1] + int(np.prod(specs[-1][0])) * np.dtype(specs[-1][1]).itemsize if specs else 0
+    with open(path, "rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        buffer = mmap.mmap(handle.fileno(), size, access=mmap.ACCESS_COPY) if size else b""
+    os.remove(path)
+    if size < need:
+        raise OSError(f"batch file {path} holds {size} bytes, fewer than its arrays need ({need})")
+    arrays = (np.frombuffer(buffer, np.dtype(dtype), count=int(np.prod(shape)), offset=offset).reshape(shape)
+              for (shape, dtype), offset in zip(specs, offsets))
+    return _fill(layout, arrays)
