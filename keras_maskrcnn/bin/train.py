@@ -395,7 +395,6 @@ def _compiled(args, model, anchor_params):
     train = training_model(model)
     train.compile(loss=losses.training_losses(),
                   optimizer=keras.optimizers.Adam(learning_rate=args.lr or DEFAULT_LR, clipnorm=args.clipnorm))
-    build_training_state(train)
     return train, prediction_model(train, anchor_params=anchor_params, class_specific_filter=args.class_specific_filter,
                                    max_detections=args.max_detections)
 
@@ -409,7 +408,6 @@ def resume_models(parser, args):
         parser.error(str(error))
     if args.lr is not None:
         train.optimizer.learning_rate.assign(args.lr)
-    build_training_state(train)
     anchor_params = AnchorParameters.from_config(metadata["anchor_params"]) if metadata.get("anchor_params") else None
     options = dict(metadata.get("filter", {}), max_detections=args.max_detections)
     return train, prediction_model(train, anchor_params=anchor_params, **options), int(metadata["epoch"])
@@ -553,6 +551,7 @@ def main(args=None):
             print("Creating model, this may take a second...")
             train, prediction = create_models(parser, args, backbone, train_generator.num_classes(), anchor_params)
             initial_epoch = 0
+        build_training_state(train)
 
         if args.run_eagerly:
             train.run_eagerly = True

@@ -9,6 +9,7 @@ branch without its multi-branch `ops.switch`, RoIAlign with at most 5-D tensors.
 detections and masks as the Keras model.
 """
 
+import functools
 import json
 import os
 import shutil
@@ -131,19 +132,18 @@ def _export_onnx(form, path, signature, verbose):
     the conversion's time (31.6 s instead of 42.7 s for MobileNetV2 with 100 detections). If the
     conversion fails that way it is done again the default way, which skips a failing optimizer.
     A TF2ONNX_CATCH_ERRORS of the caller's own is left as it is."""
+    export = functools.partial(form.export, path, format="onnx", input_signature=signature, verbose=verbose)
     if TF2ONNX_CATCH_ERRORS in os.environ:
-        form.export(path, format="onnx", input_signature=signature, verbose=verbose)
-        return
+        return export()
     os.environ[TF2ONNX_CATCH_ERRORS] = "FALSE"
     try:
-        form.export(path, format="onnx", input_signature=signature, verbose=verbose)
-        return
+        return export()
     except Exception as error:  # reported; the default conversion then succeeds or raises
         print(f"ONNX conversion failed with tf2onnx's optimizers on the graph itself ({type(error).__name__}: "
               f"{error}); converting again with each optimizer on a copy, which skips one that fails")
     finally:
         del os.environ[TF2ONNX_CATCH_ERRORS]
-    form.export(path, format="onnx", input_signature=signature, verbose=verbose)
+    return export()
 
 
 def export_model(model, path, format="tf_saved_model", image_size=None, check=True, check_input=None,

@@ -168,7 +168,7 @@ def build_training_state(train):
     regression, classification, masks = train.outputs
     num_classes = int(classification.shape[-1])
     size = int(masks.shape[2]) * int(masks.shape[3])
-    inputs = {tensor.name.split(":")[0]: keras.KerasTensor(tensor.shape, tensor.dtype) for tensor in train.inputs}
+    inputs = [keras.KerasTensor(tensor.shape, tensor.dtype) for tensor in train.inputs]
     targets = dict(regression=keras.KerasTensor((None, None, 4), "float32"),
                    classification=keras.KerasTensor((None, None), np.dtype(class_target_dtype(num_classes)).name),
                    masks=keras.KerasTensor((None, None, 1 + size), "float32"))

@@ -23,6 +23,7 @@ import shutil
 import tempfile
 import warnings
 
+import keras
 import numpy as np
 
 PREFIX = "keras-maskrcnn-batches-"
@@ -70,14 +71,16 @@ def for_transfer(batch, folder):
 
 
 class SharedBatch:
-    """A batch (tuples, lists and dicts of numpy arrays and small values) that pickles as a file
+    """A batch (a `keras.tree` structure of numpy arrays and small values) that pickles as a file
     in `folder`, written when pickled, and unpickles as the batch itself."""
 
     def __init__(self, batch, folder):
         self.batch, self.folder = batch, folder
 
     def __reduce__(self):
-        arrays = list(_arrays(self.batch))
+        leaves = keras.tree.flatten(self.batch)
+        positions = [i for i, leaf in enumerate(leaves) if isinstance(leaf, np.ndarray)]
+        arrays = [leaves[i] for i in positions]
         specs = [(array.shape, array.dtype.str) for array in arrays]
         try:
             path = _write(self.folder, arrays, specs)
@@ -87,58 +90,21 @@ class SharedBatch:
                 warnings.warn(f"cannot write a batch into {self.folder} ({error}); this worker process sends "
                               f"its batches through a pipe, which costs the training process more CPU")
             return _same, (self.batch,)
-        return read_batch, (path, _layout(self.batch), specs)
-
-
-class _Value:
-    """A leaf of a batch's layout that is not an array."""
-
-    def __init__(self, value):
-        self.value = value
+        others = [None if isinstance(leaf, np.ndarray) else leaf for leaf in leaves]
+        return read_batch, (path, keras.tree.map_structure(lambda _: 0, self.batch), others, positions, specs)
 
 
 def _same(batch):
     return batch
 
 
-def _arrays(value):
-    if isinstance(value, np.ndarray):
-        yield value
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from _arrays(item)
-    elif isinstance(value, (tuple, list)):
-        for item in value:
-            yield from _arrays(item)
-
-
-def _layout(value):
-    """The structure of `value`, None in place of each array."""
-    if isinstance(value, np.ndarray):
-        return None
-    if isinstance(value, dict):
-        return {key: _layout(item) for key, item in value.items()}
-    if isinstance(value, (tuple, list)):
-        return type(value)(_layout(item) for item in value)
-    return _Value(value)
-
-
-def _fill(layout, arrays):
-    if layout is None:
-        return next(arrays)
-    if isinstance(layout, _Value):
-        return layout.value
-    if isinstance(layout, dict):
-        return {key: _fill(item, arrays) for key, item in layout.items()}
-    return type(layout)(_fill(item, arrays) for item in layout)
-
-
 def _offsets(specs):
-    """(byte offset of each array, bytes of the file) for arrays of specs [(shape, dtype)]."""
+    """(byte offset of each array, bytes up to the last array's end) for arrays of specs [(shape, dtype)]."""
     offsets, end = [], 0
     for shape, dtype in specs:
-        offsets.append(end)
-        end += -(-int(np.prod(shape)) * np.dtype(dtype).itemsize // ALIGN) * ALIGN
+        start = -(-end // ALIGN) * ALIGN
+        offsets.append(start)
+        end = start + int(np.prod(shape)) * np.dtype(dtype).itemsize
     return offsets, end
 
 
@@ -146,13 +112,14 @@ def _write(folder, arrays, specs):
     os.makedirs(folder, exist_ok=True)
     _state["count"] += 1
     path = os.path.join(folder, f"{os.getpid()}-{_state['count']}")
-    offsets, _ = _offsets(specs)
+    offsets, need = _offsets(specs)
     try:
         with open(path, "wb") as handle:
             for array, offset in zip(arrays, offsets):
                 if array.size:
                     handle.seek(offset)
                     handle.write(np.ascontiguousarray(array).reshape(-1).view(np.uint8).data)
+            handle.truncate(need)
     except OSError:
         if os.path.exists(path):
             os.remove(path)
@@ -160,11 +127,11 @@ def _write(folder, arrays, specs):
     return path
 
 
-def read_batch(path, layout, specs):
+def read_batch(path, structure, others, positions, specs):
     """The batch a worker wrote to `path`: its arrays map the file, which is removed at once (the
-    memory is freed with the last array)."""
-    offsets, _ = _offsets(specs)
-    need = offsets[-1] + int(np.prod(specs[-1][0])) * np.dtype(specs[-1][1]).itemsize if specs else 0
+    memory is freed with the last array). structure: the batch's nesting (`keras.tree`); others:
+    its flattened leaves, with the arrays left out at `positions`; specs: their (shape, dtype)."""
+    offsets, need = _offsets(specs)
     with open(path, "rb") as handle:
         size = os.fstat(handle.fileno()).st_size
         buffer = mmap.mmap(handle.fileno(), size, access=mmap.ACCESS_COPY) if size else b""
@@ -173,4 +140,7 @@ def read_batch(path, layout, specs):
         raise OSError(f"batch file {path} holds {size} bytes, fewer than its arrays need ({need})")
     arrays = (np.frombuffer(buffer, np.dtype(dtype), count=int(np.prod(shape)), offset=offset).reshape(shape)
               for (shape, dtype), offset in zip(specs, offsets))
-    return _fill(layout, arrays)
+    leaves = list(others)
+    for position, array in zip(positions, arrays):
+        leaves[position] = array
+    return keras.tree.pack_sequence_as(structure, leaves)

@@ -17,7 +17,8 @@ def _batch():
 
 def _same(a, b):
     if isinstance(a, np.ndarray):
-        return isinstance(b, np.ndarray) and a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b, equal_nan=a.dtype.kind == "f")
+        return (isinstance(b, np.ndarray) and a.dtype == b.dtype and a.shape == b.shape
+                and np.array_equal(a, b, equal_nan=a.dtype.kind == "f"))
     if isinstance(a, dict):
         return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
     if isinstance(a, (tuple, list)):
@@ -32,6 +33,12 @@ def test_a_shared_batch_unpickles_as_the_batch_and_its_file_is_removed(tmp_path)
     got = pickle.loads(data)
     assert _same(batch, got) and os.listdir(tmp_path / "folder") == []
     got[0]["image"][0, 0, 0, 0] = 7.0  # writable, as arrays from a pipe are
+
+
+def test_a_batch_ending_in_an_empty_array_after_an_unaligned_one_reads_back(tmp_path):
+    batch = (np.arange(7, dtype=np.int8), np.zeros((2, 0), np.float32))
+    got = pickle.loads(pickle.dumps(shared_batches.SharedBatch(batch, str(tmp_path))))
+    assert _same(batch, got)
 
 
 def test_a_batch_that_cannot_be_written_goes_through_the_pipe_with_a_warning(tmp_path):
@@ -51,7 +58,8 @@ def test_a_truncated_file_is_an_error_naming_it(tmp_path):
 
 
 def test_only_keras_worker_processes_wrap_and_dead_processes_folders_are_removed(tmp_path, monkeypatch):
-    assert shared_batches.for_transfer(_batch, str(tmp_path)) is _batch
+    batch = _batch()
+    assert shared_batches.for_transfer(batch, str(tmp_path)) is batch
     monkeypatch.setattr(multiprocessing.current_process(), "name", "Keras_worker_ForkPoolWorker-1")
     assert isinstance(shared_batches.for_transfer(_batch(), str(tmp_path)), shared_batches.SharedBatch)
     monkeypatch.setattr(shared_batches, "_root", lambda: str(tmp_path))
