@@ -114,7 +114,7 @@ def parse_args(args):
                    "on JAX")
     flags.add("--workers", type=common.positive_int, default=1,
               help="threads (or processes with --multiprocessing) preparing batches (default 1)")
-    flags.add("--multiprocessing", action="store_true", help="prepare batches in processes instead of threads")
+    flags.add("--multiprocessing", action="store_true", help="prepare batches in processes (started once, kept for the whole run) instead of threads")
     flags.add("--max-queue-size", type=common.positive_int, default=10,
               help="batches prepared ahead of training (default 10)")
     flags.add("--seed", type=int, default=None, help="random seed for weights, shuffling and augmentation")
@@ -446,7 +446,9 @@ class ShardedEpochData(EpochData):
 
     def __getitem__(self, index):
         step, local = divmod(index, len(self.shards))
-        batch = self.generator.compute_shard(step % len(self.generator), self.shards[local], self.count)
+        index = step % len(self.generator)
+        batch = self.generator.call_in_worker("compute_shard", index, self.shards[local], self.count,
+                                              self.generator.groups[index])
         return shared_batches.for_transfer(batch, self.generator.batch_folder)
 
 

@@ -37,6 +37,7 @@ from ..utils.image import (
 from ..utils.masks import roi_mask_targets
 from ..utils.transform import adjust_transform_for_image, boxes_from_masks, transform_aabb
 from . import shared_batches
+from .batch_processes import BatchProcesses
 from .bad_images import BadImages, listing
 from .bad_images import warn as warn_bad_image
 
@@ -116,7 +117,10 @@ class Generator(keras.utils.PyDataset):
             decode when a batch is built is replaced in that batch by another readable one
             (drawn from the batch's random numbers, so the same with the same seed), with a
             warning. Either way they go into `self.bad_images` (a BadImages record).
-        workers, use_multiprocessing, max_queue_size: passed to keras.utils.PyDataset.
+        workers, use_multiprocessing, max_queue_size: as in keras.utils.PyDataset: batches are
+            built ahead by `workers` threads, or with use_multiprocessing by `workers` processes
+            that live as long as the generator (batch_processes; Keras then sees workers + 1
+            threads that hand the batches to them), not by a new pool of processes every epoch.
     """
 
     def __init__(self, transform_generator=None, visual_effect_generator=None, batch_size=1, group_method="ratio",
@@ -124,7 +128,10 @@ class Generator(keras.utils.PyDataset):
                  anchor_params=None, preprocess_image=None, mask_size=28, mask_rois_per_image=64, roi_jitter=1,
                  mask_rois_multiple=16, pad_multiple=32, seed=None, skip_bad_images=False, workers=1,
                  use_multiprocessing=False, max_queue_size=10):
-        super().__init__(workers=workers, use_multiprocessing=use_multiprocessing, max_queue_size=max_queue_size)
+        processes = workers if use_multiprocessing and workers > 0 else 0
+        super().__init__(workers=processes + 1 if processes else workers, use_multiprocessing=False,
+                         max_queue_size=max_queue_size)
+        self.processes = BatchProcesses(self, processes) if processes else None
         if group_method not in GROUP_METHODS:
             raise ValueError(f"group_method {group_method!r} is not one of {GROUP_METHODS}")
         for name, value, least in [("batch_size", batch_size, 1), ("image_min_side", image_min_side, 1),
@@ -539,15 +546,15 @@ class Generator(keras.utils.PyDataset):
         if self.batch_size % count:
             raise ValueError(f"the batch size {self.batch_size} must be a multiple of the {count} shards")
 
-    def compute_shard(self, index, shard_index, num_shards):
+    def compute_shard(self, index, shard_index, num_shards, group=None):
         """(inputs, targets) of shard `shard_index` of `num_shards` of batch `index`: positions
         [shard_index * k, (shard_index + 1) * k) of its group, k = batch_size / num_shards,
         padded to the shape and RoI rows the whole group needs (from file sizes and object
         counts), so that all shards of a batch have the same shapes. Each image draws its
         randomness from a stream of its own (seed, epoch, batch, position), so a shard does not
-        depend on the others."""
+        depend on the others. group: the batch's image indices (default self.groups[index])."""
         self._check_shard(shard_index, num_shards)
-        group = self.groups[index]
+        group = self.groups[index] if group is None else group
         size = self.batch_size // num_shards
         shape, rows = self.expected_batch_shape(group), self.expected_roi_rows(group)
 
@@ -574,6 +581,7 @@ class Generator(keras.utils.PyDataset):
     def __getstate__(self):
         state = dict(self.__dict__)
         del state["_lock"]
+        state["processes"] = None
         return state
 
     def __setstate__(self, state):
@@ -604,11 +612,22 @@ class Generator(keras.utils.PyDataset):
     def __getitem__(self, index):
         if not 0 <= index < len(self.groups):
             raise IndexError(f"batch {index} out of range for {len(self.groups)} batches")
+        return shared_batches.for_transfer(self.call_in_worker("batch", index, self.groups[index]), self.batch_folder)
+
+    def batch(self, index, group):
+        """(inputs, targets) of batch `index` made of the images `group` (of this epoch), or
+        this generator's shard of it."""
         if self.num_shards > 1:
-            batch = self.compute_shard(index, self.shard_index, self.num_shards)
-        else:
-            batch = self.compute_input_output(self.groups[index], self._rng(2, index))
-        return shared_batches.for_transfer(batch, self.batch_folder)
+            return self.compute_shard(index, self.shard_index, self.num_shards, group)
+        return self.compute_input_output(group, self._rng(2, index))
+
+    def call_in_worker(self, method, *args):
+        """self.<method>(*args), in one of the worker processes if the generator has them (with
+        this generator's epoch and shard)."""
+        if self.processes is None:
+            return getattr(self, method)(*args)
+        state = dict(epoch=self.epoch, shard_index=self.shard_index, num_shards=self.num_shards)
+        return self.processes.run(method, *args, state=state)
 
     def on_epoch_end(self):
         """Next epoch: regroups ('random') and reshuffles the batches (shuffle_groups)."""

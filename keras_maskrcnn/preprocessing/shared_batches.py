@@ -1,6 +1,6 @@
 """Batches from worker processes to the training process through files in shared memory.
 
-Keras's process workers (`use_multiprocessing=True`) return each batch pickled through a pipe. A
+Worker processes (batch_processes, Keras's `use_multiprocessing`) return each batch pickled through a pipe. A
 batch at 800 x 1333 is about 13 MB, and reading that from a pipe costs the training process more
 CPU than building the batch (benchmarks/data.py: two processes were slower than two threads).
 Here a worker writes the batch's arrays into one file of a folder in /dev/shm (RAM; the temp folder
@@ -8,7 +8,7 @@ where there is none); only the file's name and the arrays' layout go through the
 unpickling reads the file back into arrays and removes it.
 
     folder = prepare()                  # in the training process, once
-    batch = for_transfer(batch, folder) # in a Keras worker process a SharedBatch, elsewhere unchanged
+    batch = for_transfer(batch, folder) # in a worker process a SharedBatch, elsewhere unchanged
 
 When a file cannot be written (a full /dev/shm: Docker gives 64 MB by default), the batch goes
 through the pipe as before, with one warning per worker process. The folder is removed when the
@@ -28,12 +28,18 @@ import numpy as np
 
 PREFIX = "keras-maskrcnn-batches-"
 ALIGN = 64  # bytes: every array starts at a multiple of this in its file
-_state = dict(owner=None, count=0, warned=False)
+_state = dict(owner=None, count=0, warned=False, worker=False)
 
 
-def in_keras_worker():
-    """True in a worker process of a Keras PyDataset (Keras names them Keras_worker_...)."""
-    return multiprocessing.current_process().name.startswith("Keras_worker")
+def mark_worker():
+    """Makes this process a worker process, whose batches for_transfer wraps."""
+    _state["worker"] = True
+
+
+def in_worker():
+    """True in a process marked by mark_worker or in a worker process of a Keras PyDataset
+    (Keras names them Keras_worker_...)."""
+    return _state["worker"] or multiprocessing.current_process().name.startswith("Keras_worker")
 
 
 def _root():
@@ -65,9 +71,9 @@ def _running(pid):
 
 
 def for_transfer(batch, folder):
-    """`batch` as a SharedBatch writing into `folder` inside a Keras worker process, else unchanged
+    """`batch` as a SharedBatch writing into `folder` inside a worker process, else unchanged
     (also on Windows, where a mapped file cannot be removed)."""
-    return SharedBatch(batch, folder) if in_keras_worker() and os.name != "nt" else batch
+    return SharedBatch(batch, folder) if in_worker() and os.name != "nt" else batch
 
 
 class SharedBatch:
