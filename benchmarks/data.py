@@ -1,7 +1,8 @@
 """Data pipeline throughput on tinycoco, and target memory of this layout against the seed's.
 
     .venv/bin/python benchmarks/data.py [--data-dir ../shared/data/tinycoco] [--set train2017]
-                                        [--epochs 2] [--no-model]
+                                        [--epochs 2] [--no-model] [--augmentations none,full]
+                                        [--layouts compact]
 
 Prints batches per second at the default resize (min side 800, max side 1333), batch size 1,
 without augmentation, with the default training augmentation (flip x) and with full
@@ -120,6 +121,9 @@ def main(args=None):
     parser.add_argument("--set", default="train2017")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--no-model", action="store_true", help="skip the training-step timing")
+    parser.add_argument("--augmentations", default=",".join(augmentations()),
+                        help="comma-separated rows to time (default all: %(default)s)")
+    parser.add_argument("--layouts", default=",".join(LAYOUTS), help="comma-separated columns (default %(default)s)")
     args = parser.parse_args(args)
     if not os.path.isdir(args.data_dir):
         print(f"tinycoco not found at {args.data_dir}")
@@ -128,19 +132,27 @@ def main(args=None):
     print(f"data: {os.path.normpath(args.data_dir)} {args.set}, batch size 1, resize 800/1333, "
           f"{os.cpu_count()} CPUs")
     results = {}
-    print(f"{'augmentation':<18} {'workers':<13} " + " ".join(f"{layout + ' b/s':>12}" for layout in LAYOUTS)
-          + f" {'compact/dense':>14}")
+    rows, layouts = args.augmentations.split(","), args.layouts.split(",")
+    for name, known in [(rows, augmentations()), (layouts, LAYOUTS)]:
+        if set(name) - set(known):
+            parser.error(f"unknown {sorted(set(name) - set(known))}: choose from {list(known)}")
+    both = set(layouts) == set(LAYOUTS)
+    print(f"{'augmentation':<18} {'workers':<13} " + " ".join(f"{layout + ' b/s':>12}" for layout in layouts)
+          + (f" {'compact/dense':>14}" if both else ""))
     for name, kwargs in augmentations().items():
+        if name not in rows:
+            continue
         for label, workers, processes in [("0", 0, False), ("2 threads", 2, False), ("2 processes", 2, True)]:
             rates = {}
-            for layout, generator_class in LAYOUTS.items():
+            for layout in layouts:
+                generator_class = LAYOUTS[layout]
                 generator = generator_class(args.data_dir, args.set, batch_size=1, seed=0, workers=workers,
                                             use_multiprocessing=processes, **kwargs)
                 generator[0]
                 rates[layout] = batches_per_second(generator, args.epochs)
                 results[(name, label, layout)] = rates[layout]
             print(f"{name:<18} {label:<13} " + " ".join(f"{rate:12.2f}" for rate in rates.values())
-                  + f" {rates['compact'] / rates['dense']:14.2f}", flush=True)
+                  + (f" {rates['compact'] / rates['dense']:14.2f}" if both else ""), flush=True)
 
     generator = CocoGenerator(args.data_dir, args.set, batch_size=1, seed=0)
     sizes = target_bytes(generator)
@@ -165,6 +177,9 @@ def main(args=None):
         first, step, shape = training_step_seconds(generator)
     except Exception as error:  # the model is developed separately; report and carry on
         print(f"\ntraining step: not measured ({type(error).__name__}: {error})")
+        return 0
+    if ("full", "0", "compact") not in results:
+        print("\ntraining step: skipped (the full / compact row was not timed)")
         return 0
     loading = 1.0 / results[("full", "0", "compact")]
     print(f"\ntraining step, ResNet50 training model, batch 1, input {tuple(shape)}: "

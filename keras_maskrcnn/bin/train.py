@@ -114,7 +114,8 @@ def parse_args(args):
                    "on JAX")
     flags.add("--workers", type=common.positive_int, default=1,
               help="threads (or processes with --multiprocessing) preparing batches (default 1)")
-    flags.add("--multiprocessing", action="store_true", help="prepare batches in processes (started once, kept for the whole run) instead of threads")
+    flags.add("--multiprocessing", action="store_true",
+              help="prepare batches in processes (started once, kept for the whole run) instead of threads")
     flags.add("--max-queue-size", type=common.positive_int, default=10,
               help="batches prepared ahead of training (default 10)")
     flags.add("--seed", type=int, default=None, help="random seed for weights, shuffling and augmentation")

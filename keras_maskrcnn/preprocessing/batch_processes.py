@@ -48,7 +48,8 @@ class BatchProcesses:
                 _inherited[key] = self._generator
                 copy = None if context.get_start_method() == "fork" else pickle.dumps(self._generator())
                 self._pool = context.Pool(self.count, initializer=_initialize, initargs=(key, copy))
-                weakref.finalize(self, _stop, self._pool, key)
+                self._folder = self._generator().batch_folder
+                weakref.finalize(self, _stop, self._pool, key, self._folder)
         return self._pool
 
     def run(self, method, *args, state=None):
@@ -57,19 +58,21 @@ class BatchProcesses:
         return self._start().apply(_run, (method, args, state or {}))
 
     def close(self):
-        """Stops the workers (a later run starts new ones)."""
+        """Stops the workers and removes their batch files (a later run starts new ones)."""
         with self._lock:
             if self._pool is not None:
-                _stop(self._pool, id(self))
+                _stop(self._pool, id(self), self._folder)
                 self._pool = None
 
     def __getstate__(self):
         raise TypeError("a BatchProcesses pool cannot be pickled; the generator's copies leave it out")
 
 
-def _stop(pool, key):
+def _stop(pool, key, folder):
+    pids = [process.pid for process in pool._pool]
     pool.terminate()
     _inherited.pop(key, None)
+    shared_batches.remove_files_of(folder, pids)
 
 
 def _initialize(key, copy):

@@ -1,3 +1,4 @@
+import gc
 import os
 import pickle
 
@@ -40,7 +41,13 @@ def test_worker_processes_outlive_the_epoch_and_give_the_main_process_batches():
     assert _pids(generator) == pids and os.getpid() not in pids
     assert [len(epoch) for epoch in got] == [3, 3]
     assert all(_same(tuple(e), tuple(g)) for e_epoch, g_epoch in zip(expected, got) for e, g in zip(e_epoch, g_epoch))
-    assert os.listdir(generator.batch_folder) == []
+    del got
+    gc.collect()
+    files = [name for name in os.listdir(generator.batch_folder) if name.split("-")[0] in map(str, pids)]
+    assert files and all(name.endswith(".free") for name in files)  # released for reuse, not one per batch
+    assert len(files) <= 2 * generator.max_queue_size
+    generator.processes.close()
+    assert not any(name.split("-")[0] in map(str, pids) for name in os.listdir(generator.batch_folder))
 
 
 def test_shards_are_built_in_the_workers_with_the_main_process_shard():

@@ -1,7 +1,9 @@
+import gc
 import multiprocessing
 import os
 import pickle
 
+import keras
 import numpy as np
 import pytest
 
@@ -73,18 +75,45 @@ def test_only_keras_worker_processes_wrap_and_dead_processes_folders_are_removed
     assert sorted(os.listdir(tmp_path)) == [f"{shared_batches.PREFIX}1"]
 
 
-def test_keras_process_workers_give_the_batches_of_the_main_process():
+class _KerasData(keras.utils.PyDataset):
+    """A PyDataset that Keras runs in its own worker processes, as a user's own dataset would."""
+
+    def __init__(self, batches, folder):
+        super().__init__(workers=2, use_multiprocessing=True)
+        self.batches, self.folder = batches, folder
+
+    def __len__(self):
+        return len(self.batches)
+
+    def __getitem__(self, index):
+        return shared_batches.for_transfer(self.batches[index], self.folder)
+
+
+def test_keras_process_workers_give_the_batches_of_the_main_process(tmp_path):
     from keras.src.trainers.data_adapters.py_dataset_adapter import PyDatasetAdapter
 
-    from keras_maskrcnn.preprocessing.generator_test import MemoryGenerator, make_entry, small_kwargs
-
-    entries = [make_entry((64, 64), [(5, 5, 40, 30)], rng=np.random.default_rng(i)) for i in range(4)]
-    kwargs = small_kwargs(batch_size=2, group_method="none", shuffle_groups=False, seed=0)
-    expected = [MemoryGenerator(entries, **kwargs)[i] for i in range(2)]
-    generator = MemoryGenerator(entries, workers=2, use_multiprocessing=True, **kwargs)
-    adapter = PyDatasetAdapter(generator)
+    rng = np.random.default_rng(0)
+    batches = [({"image": rng.random((1, 40, 30, 3), dtype=np.float32)},
+                {"classification": rng.integers(-2, 3, (1, 9))}) for _ in range(4)]
+    adapter = PyDatasetAdapter(_KerasData(batches, str(tmp_path)))
     adapter.on_epoch_begin()
     got = list(adapter.get_numpy_iterator())
     adapter.on_epoch_end()
-    assert len(got) == 2 and all(_same(tuple(e), tuple(g)) for e, g in zip(expected, got))
-    assert os.listdir(generator.batch_folder) == []  # the workers wrote their batches there, all read
+    assert len(got) == 4 and all(_same(tuple(e), tuple(g)) for e, g in zip(batches, got))
+    assert os.listdir(tmp_path) == []  # the workers wrote their batches there, all read and removed
+
+
+def test_a_long_lived_worker_reuses_a_released_file_and_keeps_one_still_mapped(tmp_path, monkeypatch):
+    monkeypatch.setitem(shared_batches._state, "worker", True)
+    monkeypatch.setattr(shared_batches, "_buffers", {})
+    first = pickle.loads(pickle.dumps(shared_batches.SharedBatch(_batch(), str(tmp_path))))
+    second = pickle.loads(pickle.dumps(shared_batches.SharedBatch(_batch(), str(tmp_path))))
+    assert len(os.listdir(tmp_path)) == 2 and _same(first, _batch()) and _same(second, _batch())
+    del first
+    gc.collect()
+    assert sum(name.endswith(shared_batches.FREE) for name in os.listdir(tmp_path)) == 1
+    bigger = (np.ones((3, 1000, 1000), np.float32),)
+    third = pickle.loads(pickle.dumps(shared_batches.SharedBatch(bigger, str(tmp_path))))
+    assert len(os.listdir(tmp_path)) == 2 and _same(third, bigger) and _same(second, _batch())
+    shared_batches.remove_files_of(str(tmp_path), [os.getpid()])
+    assert os.listdir(tmp_path) == [] and _same(third, bigger)
