@@ -13,8 +13,10 @@ process (workers 0) and with 2 worker threads / processes, for two anchor target
 here by expanding the compact targets in the generator, so the batches cost what they did).
 Then the bytes per batch: this layout's mask targets (B x M x (1 + 28 * 28) float32 plus the
 RoIs) against the seed's dense masks (B x max annotations x (7 + H * W) float32: box, label,
-size, full-image mask), and the anchor targets in both layouts. Last, unless --no-model, the
-time of one training step of the ResNet50 training model at batch size 1 on the same data.
+size, full-image mask), and the anchor targets in both layouts, and the milliseconds a worker
+process takes to hand a batch over (shared_batches: a new file, or a reused one, in /dev/shm).
+Last, unless --no-model, the time of one training step of the ResNet50 training model at
+batch size 1 on the same data.
 """
 
 import argparse
@@ -93,6 +95,35 @@ def target_bytes(generator):
     return {key: float(np.mean(values)) for key, values in sums.items()}
 
 
+def transfer_milliseconds(generator, count=8):
+    """Milliseconds per batch to hand `count` batches from a worker to the training process
+    through shared_batches, each read and dropped before the next as in steady training, in this
+    process for both sides: {writing a new file, writing into the released file of the batch
+    before (reused), mapping the file in the training process}."""
+    import gc
+    import pickle
+
+    from keras_maskrcnn.preprocessing import shared_batches
+
+    batches = [generator[index] for index in range(count)]
+    folder = shared_batches.prepare()
+    times = dict(new=0.0, reused=0.0, read=0.0)
+    for mode, worker in [("new", False), ("reused", True)]:
+        shared_batches._state["worker"] = worker
+        pickle.loads(pickle.dumps(shared_batches.SharedBatch(batches[0], folder)))  # released at once
+        gc.collect()
+        for batch in batches:
+            start = time.perf_counter()
+            data = pickle.dumps(shared_batches.SharedBatch(batch, folder))
+            middle = time.perf_counter()
+            pickle.loads(data)  # dropped at once: a reused file is released for the next batch
+            times[mode] += (middle - start) / count * 1e3
+            times["read"] += (time.perf_counter() - middle) / count / 2 * 1e3
+    shared_batches._state["worker"] = False
+    shared_batches.remove_files_of(folder, [os.getpid()])
+    return times
+
+
 def training_step_seconds(generator, steps=3):
     """Seconds per train_on_batch of the ResNet50 training model (random weights), batch 1."""
     import keras
@@ -169,6 +200,11 @@ def main(args=None):
     after = sizes["image"] + ours + compact_anchor
     print(f"  whole batch (image, rois, all targets): {after / MB:.1f} MB compact vs {before / MB:.1f} MB dense "
           f"({before / after:.1f}x)")
+
+    transfer = transfer_milliseconds(generator)
+    print(f"  handing a batch to the training process (shared_batches): worker writes a new file "
+          f"{transfer['new']:.1f} ms, writes into a reused one {transfer['reused']:.1f} ms; "
+          f"the training process maps it {transfer['read']:.1f} ms")
 
     if args.no_model:
         print("\ntraining step: skipped (--no-model)")

@@ -105,7 +105,7 @@ def test_keras_process_workers_give_the_batches_of_the_main_process(tmp_path):
 
 def test_a_long_lived_worker_reuses_a_released_file_and_keeps_one_still_mapped(tmp_path, monkeypatch):
     monkeypatch.setitem(shared_batches._state, "worker", True)
-    monkeypatch.setattr(shared_batches, "_buffers", {})
+    monkeypatch.setattr(shared_batches, "_files", {})
     first = pickle.loads(pickle.dumps(shared_batches.SharedBatch(_batch(), str(tmp_path))))
     second = pickle.loads(pickle.dumps(shared_batches.SharedBatch(_batch(), str(tmp_path))))
     assert len(os.listdir(tmp_path)) == 2 and _same(first, _batch()) and _same(second, _batch())
