@@ -48,8 +48,7 @@ class BatchProcesses:
                 _inherited[key] = self._generator
                 copy = None if context.get_start_method() == "fork" else pickle.dumps(self._generator())
                 self._pool = context.Pool(self.count, initializer=_initialize, initargs=(key, copy))
-                self._folder = self._generator().batch_folder
-                weakref.finalize(self, _stop, self._pool, key, self._folder)
+                self._finalizer = weakref.finalize(self, _stop, self._pool, key, self._generator().batch_folder)
         return self._pool
 
     def run(self, method, *args, state=None):
@@ -61,7 +60,7 @@ class BatchProcesses:
         """Stops the workers and removes their batch files (a later run starts new ones)."""
         with self._lock:
             if self._pool is not None:
-                _stop(self._pool, id(self), self._folder)
+                self._finalizer()
                 self._pool = None
 
     def __getstate__(self):

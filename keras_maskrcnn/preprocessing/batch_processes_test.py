@@ -68,6 +68,9 @@ def test_an_error_in_a_worker_is_raised_in_the_main_process_with_its_message():
         generator[0]
     generator.processes.close()
     assert generator.processes._pool is None
+    with pytest.raises(UnreadableImageError, match=r"image file 'memory/0.png' could not be read"):
+        generator[0]  # in a new pool
+    generator.processes.close()
 
 
 def test_the_pool_is_not_pickled_with_the_generator_and_needs_a_process():
