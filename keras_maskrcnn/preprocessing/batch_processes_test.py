@@ -81,3 +81,14 @@ def test_the_pool_is_not_pickled_with_the_generator_and_needs_a_process():
     with pytest.raises(ValueError, match="at least 1 process, got 0"):
         BatchProcesses(generator, 0)
     assert MemoryGenerator(_entries(2), workers=0, use_multiprocessing=True, **small_kwargs()).processes is None
+
+
+def test_maskrcnn_train_sharded_epochs_build_their_shards_in_the_workers():
+    from keras_maskrcnn.bin.train import ShardedEpochData
+
+    kwargs = small_kwargs(batch_size=2, group_method="none", shuffle_groups=False, seed=0)
+    expected = MemoryGenerator(_entries(), **kwargs).compute_shard(2, 1, 2)
+    generator = MemoryGenerator(_entries(), workers=1, use_multiprocessing=True, **kwargs)
+    data = ShardedEpochData(generator, steps=3, shards=[1], count=2)
+    assert (data.workers, data.use_multiprocessing) == (2, False)
+    assert _same(tuple(expected), tuple(data[2])) and generator.processes._pool is not None
