@@ -209,13 +209,13 @@ def main(args=None):
     if args.no_model:
         print("\ntraining step: skipped (--no-model)")
         return 0
+    if ("full", "0", "compact") not in results:
+        print("\ntraining step: skipped (the full / compact row was not timed)")
+        return 0
     try:
         first, step, shape = training_step_seconds(generator)
     except Exception as error:  # the model is developed separately; report and carry on
         print(f"\ntraining step: not measured ({type(error).__name__}: {error})")
-        return 0
-    if ("full", "0", "compact") not in results:
-        print("\ntraining step: skipped (the full / compact row was not timed)")
         return 0
     loading = 1.0 / results[("full", "0", "compact")]
     print(f"\ntraining step, ResNet50 training model, batch 1, input {tuple(shape)}: "

@@ -22,7 +22,6 @@ from ..callbacks.snapshot import Snapshot, latest_snapshot
 from ..models import backbone as get_backbone
 from ..models import build_training_state, load_training_model, prediction_model, read_metadata, training_model
 from ..models.backbone import Backbone
-from ..preprocessing import shared_batches
 from ..preprocessing.bad_images import TooManyBadImagesError, default_max_bad_images, listing, too_many_message
 from ..utils.anchors import AnchorParameters
 from ..utils.distribution import check_backend, check_batch_size, configure_devices, distribution_scope
@@ -448,9 +447,8 @@ class ShardedEpochData(EpochData):
     def __getitem__(self, index):
         step, local = divmod(index, len(self.shards))
         index = step % len(self.generator)
-        batch = self.generator.call_in_worker("compute_shard", index, self.shards[local], self.count,
-                                              self.generator.groups[index])
-        return shared_batches.for_transfer(batch, self.generator.batch_folder)
+        return self.generator.call_in_worker("compute_shard", index, self.shards[local], self.count,
+                                             self.generator.groups[index])
 
 
 def snapshot_metadata(args, anchor_params, classes):

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from keras.src.trainers.data_adapters.py_dataset_adapter import PyDatasetAdapter
 
+from keras_maskrcnn.preprocessing import shared_batches
 from keras_maskrcnn.preprocessing.batch_processes import BatchProcesses
 from keras_maskrcnn.preprocessing.generator_test import MemoryGenerator, make_entry, small_kwargs
 from keras_maskrcnn.preprocessing.shared_batches_test import _same
@@ -43,11 +44,11 @@ def test_worker_processes_outlive_the_epoch_and_give_the_main_process_batches():
     assert all(_same(tuple(e), tuple(g)) for e_epoch, g_epoch in zip(expected, got) for e, g in zip(e_epoch, g_epoch))
     del got
     gc.collect()
-    files = [name for name in os.listdir(generator.batch_folder) if name.split("-")[0] in map(str, pids)]
-    assert files and all(name.endswith(".free") for name in files)  # released for reuse, not one per batch
+    files = shared_batches.files_of(generator.batch_folder, pids)
+    assert files and all(name.endswith(shared_batches.FREE) for name in files)  # released, not one per batch
     assert len(files) <= 2 * generator.max_queue_size
     generator.processes.close()
-    assert not any(name.split("-")[0] in map(str, pids) for name in os.listdir(generator.batch_folder))
+    assert shared_batches.files_of(generator.batch_folder, pids) == []
 
 
 def test_shards_are_built_in_the_workers_with_the_main_process_shard():

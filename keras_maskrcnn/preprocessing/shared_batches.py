@@ -47,14 +47,18 @@ def mark_worker():
     _state["worker"] = True
 
 
+def files_of(folder, pids):
+    """Names of the batch files (in use or .free) of the worker processes `pids` in `folder`."""
+    pids = {str(pid) for pid in pids}
+    return [name for name in (os.listdir(folder) if os.path.isdir(folder) else []) if name.split("-")[0] in pids]
+
+
 def remove_files_of(folder, pids):
     """Removes the batch files of the worker processes `pids` from `folder` (a mapped one stays
     readable)."""
-    pids = {str(pid) for pid in pids}
-    for name in os.listdir(folder) if os.path.isdir(folder) else []:
-        if name.split("-")[0] in pids:
-            with contextlib.suppress(OSError):
-                os.remove(os.path.join(folder, name))
+    for name in files_of(folder, pids):
+        with contextlib.suppress(OSError):
+            os.remove(os.path.join(folder, name))
 
 
 def in_worker():
