@@ -13,19 +13,6 @@ os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
 import pytest  # noqa: E402  (after the environment is set, before Keras is imported)
 
 
-def pytest_configure(config):
-    """Under pytest-xdist, TensorFlow in each worker gets one thread per pool: with the default (one
-    thread per core in each pool of each of two workers) the two workers' pools spin against each
-    other; two test files side by side took 247 s instead of 276 s (benchmarks/README.md). Set in
-    the worker process only: subprocesses keep the default, which the eager kill-and-resume runs
-    need (173 s instead of 79 s in the suite when they inherited one thread)."""
-    if os.environ.get("PYTEST_XDIST_WORKER") and os.environ.get("KERAS_BACKEND") == "tensorflow":
-        import tensorflow as tf
-
-        tf.config.threading.set_intra_op_parallelism_threads(1)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-
-
 @pytest.fixture(scope="session")
 def small_shapes(tmp_path_factory):
     """Shapes train (4 images) and val (2 images) sets at 64 px and an anchor config suited to their
