@@ -16,7 +16,7 @@ contrasts, saves the model (.keras) and the inputs, and exports every format wit
 `models.export_model` (dynamic input size, the export check on the "max" input).
 
 Then one long-lived process per runtime (JSON lines, `peers.serve`): Keras (`predict_on_batch` of the
-bucketed model, TensorFlow), and `models.runtimes.load_artifact` of each artifact (SavedModel on
+bucketed model, TensorFlow), and `keras_maskrcnn.runtimes.load_artifact` of each artifact (SavedModel on
 TensorFlow, ONNX Runtime, OpenVINO in float32, LiteRT), all with --threads threads, plus torchvision's
 `maskrcnn_resnet50_fpn` (peers.py, 100 detections forced: box_score_thresh 0, 100 per image) on the same
 image with 100 objects' worth of masks. Their calls alternate in rounds (Keras, each runtime,
@@ -176,7 +176,7 @@ def serve(args):
             fmt = next(f for f, r in RUNTIMES.items() if r == args.runtime)
             if args.runtime == "saved_model":
                 setup_tensorflow(args.threads)
-            from keras_maskrcnn.models.runtimes import load_artifact
+            from keras_maskrcnn.runtimes import load_artifact
 
             model = load_artifact(os.path.join(args.dir, FILES[fmt]), args.runtime, threads=args.threads)
             version = _version(args.runtime)

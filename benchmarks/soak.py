@@ -69,6 +69,7 @@ def main(argv=None):
     from keras_maskrcnn.bin import common, train
     from keras_maskrcnn.datasets.shapes import make_shapes_dataset
     from keras_maskrcnn.models import backbone as get_backbone
+    from keras_maskrcnn.preprocessing.epoch_data import EpochData
 
     started = time.time()
     samples, bad_losses = [], []
@@ -100,7 +101,7 @@ def main(argv=None):
         model, _ = train.create_models(parser, train_args, backbone, generator.num_classes(), anchor_params)
         print(f"{keras.backend.backend()}, {args.backbone}, batch {args.batch_size}, {args.size} px, "
               f"{args.steps} steps; RSS before training {rss_mb():.1f} MB", flush=True)
-        model.fit(train.EpochData(generator, args.sample_every), epochs=args.steps // args.sample_every,
+        model.fit(EpochData(generator, args.sample_every), epochs=args.steps // args.sample_every,
                   callbacks=[Sampler()], verbose=0)
 
     baseline = next(sample["rss_mb"] for sample in samples if sample["step"] == args.baseline_step)

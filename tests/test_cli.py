@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
+from keras_maskrcnn import models
 from keras_maskrcnn.bin import debug, evaluate, predict, train
 from keras_maskrcnn.datasets.shapes import CLASSES
 from keras_maskrcnn.models import load_model, load_training_model, read_metadata, save_model
@@ -199,8 +200,7 @@ def test_mixed_precision_trains_evaluates_and_predicts(data, tmp_path, capsys, m
             return loaded[-1][1]
         return wrapper
 
-    monkeypatch.setattr(evaluate, "load_model", recording(evaluate.load_model))
-    monkeypatch.setattr(predict, "load_model", recording(predict.load_model))
+    monkeypatch.setattr(models, "load_model", recording(models.load_model))  # the tools import it when run
     assert evaluate.main(["--mixed-precision", "--max-detections", "3",
                           "csv", data["val"], data["classes"], snapshot]) == 0
     assert "mAP: " in capsys.readouterr().out
@@ -226,6 +226,23 @@ def test_console_scripts_are_installed():
         stdout, stderr = run.communicate(timeout=300)
         assert run.returncode == 0, stderr
         assert stdout.startswith(f"usage: {name}")
+
+
+HELP_ONLY = """
+import contextlib, io, sys
+from keras_maskrcnn.bin import convert, debug, evaluate, export, predict, train
+for tool in (train, evaluate, debug, predict, convert, export):
+    with contextlib.redirect_stdout(io.StringIO()) as out, contextlib.suppress(SystemExit):
+        tool.main(["--help"])
+    assert out.getvalue().startswith("usage: maskrcnn-"), out.getvalue()
+print(sorted(name for name in ("keras", "tensorflow", "jax", "torch") if name in sys.modules))
+"""
+
+
+def test_help_does_not_import_keras_or_a_backend():
+    result = subprocess.run([sys.executable, "-c", HELP_ONLY], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
 
 
 # argument errors, all before any model is built

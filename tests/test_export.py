@@ -25,7 +25,7 @@ from keras_maskrcnn.bin import export as export_cli
 from keras_maskrcnn.bin import predict
 from keras_maskrcnn.models import backbone, export_model, load_model, save_model
 from keras_maskrcnn.models import export as export_module
-from keras_maskrcnn.models import runtimes
+from keras_maskrcnn import runtimes
 from keras_maskrcnn.utils.compare import compare_detections, describe
 from keras_maskrcnn.utils.synthetic import informative_weights
 

@@ -13,6 +13,7 @@ import keras
 import numpy as np
 import pytest
 
+from keras_maskrcnn import models
 from keras_maskrcnn.bin import convert, evaluate, predict, train
 from keras_maskrcnn.models import load_model, read_metadata
 from keras_maskrcnn.models.legacy import legacy_maskrcnn
@@ -148,7 +149,7 @@ def test_predict_refuses_a_model_without_masks_and_evaluate_a_class_mismatch(leg
     def refuse(*args, **kwargs):
         raise AssertionError("the model was loaded before the file was refused")
 
-    monkeypatch.setattr(predict, "load_model", refuse)
+    monkeypatch.setattr(models, "load_model", refuse)  # maskrcnn-predict imports it when run
     with pytest.raises(SystemExit):
         predict.main([legacy_h5["retinanet_inference"], small_shapes["val_images"], "--output-dir", str(tmp_path)])
     assert "is a keras-retinanet model without a mask head; maskrcnn-predict needs masks" in capsys.readouterr().err

@@ -112,7 +112,7 @@ def add_pad_multiple(flags):
 
 def add_backbone(flags, default="resnet50"):
     """--backbone with the supported names as choices."""
-    from ..models.backbone import BACKBONES
+    from ..utils.applications import BACKBONES
 
     flags.add("--backbone", choices=BACKBONES, default=default, metavar="NAME",
               help=f"backbone network: {', '.join(BACKBONES)} (default {default or 'from the model file'})")

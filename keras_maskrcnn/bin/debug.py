@@ -15,7 +15,6 @@ import sys
 import cv2
 import numpy as np
 
-from ..models.backbone import backbone as get_backbone
 from ..utils.anchors import anchors_for_shape, compute_gt_annotations
 from ..utils.eval import progress
 from ..utils.image import resize_mask
@@ -134,6 +133,8 @@ def run(generator, args, anchor_params, names):
 def main(args=None):
     """maskrcnn-debug; returns 0 (exits with status 2 on bad arguments)."""
     parser, args = parse_args(args)
+    from ..models import backbone as get_backbone
+
     anchor_params = common.anchor_parameters(parser, args.config)
     backbone = get_backbone("resnet50")
     transform_generator = random_transform_generator(

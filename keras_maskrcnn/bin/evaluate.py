@@ -7,8 +7,6 @@
 import argparse
 import sys
 
-from ..models import load_model
-from ..models.backbone import backbone as get_backbone
 from ..preprocessing.bad_images import listing
 from ..utils.image import UnreadableImageError
 from . import common
@@ -85,6 +83,9 @@ def main(args=None):
     cannot be read during the evaluation without --skip-bad-images)."""
     parser, args = parse_args(args)
     common.select_gpu(args.gpu)
+    from ..models import backbone as get_backbone
+    from ..models import load_model
+
     common.plain_bad_image_warnings(parser.prog)
     anchor_params = common.anchor_parameters(parser, args.config)
     backbone = get_backbone(args.backbone)

@@ -104,7 +104,7 @@ def describe_export(info, output):
                      f"{info['runtime']} {check['seconds']['artifact']:.2f} s (first calls, not a benchmark)")
     else:
         lines.append("not checked (--no-check)")
-    from ..models.runtimes import metadata_path
+    from ..runtimes import metadata_path
 
     lines.append(f"what a caller needs (classes, preprocessing, sizes, threshold): {metadata_path(output)}")
     return lines
@@ -116,7 +116,7 @@ def main(args=None):
     from ..models import load_model
     from ..models.backbone import backbone as get_backbone
     from ..models.export import ExportCheckError, export_model
-    from ..models.runtimes import MissingRuntime
+    from ..runtimes import MissingRuntime
 
     overrides = {key: value for key, value in (("score_threshold", args.score_threshold),
                                                ("max_detections", args.max_detections)) if value is not None}

@@ -20,9 +20,7 @@ import os
 
 import cv2
 
-from ..models import load_model
-from ..models.backbone import backbone as get_backbone
-from ..models.runtimes import RUNTIMES, MissingRuntime, load_artifact, read_export_metadata, runtime_for_path
+from ..runtimes import RUNTIMES, MissingRuntime, load_artifact, read_export_metadata, runtime_for_path
 from ..utils.eval import encode_masks, predict_image, progress
 from ..preprocessing.bad_images import listing
 from ..preprocessing.bad_images import warn as warn_bad_image
@@ -167,6 +165,9 @@ def main(args=None):
     parser, args = parse_args(args)
     common.plain_bad_image_warnings(parser.prog)
     common.select_gpu(args.gpu)
+    from ..models import backbone as get_backbone
+    from ..models import load_model
+
     backbone = get_backbone(args.backbone)
     print("Loading model, this may take a second...")
     if args.runtime == "keras":

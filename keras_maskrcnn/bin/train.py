@@ -6,6 +6,9 @@
 Snapshots `{backbone}_{dataset}_{epoch:02d}.keras` hold the training model with its optimizer
 and the settings needed to rebuild the prediction model; `load_model` opens them as the
 prediction model and `--snapshot` resumes training from them.
+
+Keras and the model code are imported by the functions that use them, so that `--help` comes
+without loading TensorFlow.
 """
 
 import argparse
@@ -14,17 +17,8 @@ import os
 import sys
 import tempfile
 
-import keras
-
-from .. import losses
-from ..callbacks.bad_images import BadImageMonitor
-from ..callbacks.snapshot import Snapshot, latest_snapshot
-from ..models import backbone as get_backbone
-from ..models import build_training_state, load_training_model, prediction_model, read_metadata, training_model
-from ..models.backbone import Backbone
 from ..preprocessing.bad_images import TooManyBadImagesError, default_max_bad_images, listing, too_many_message
 from ..utils.anchors import AnchorParameters
-from ..utils.distribution import check_backend, check_batch_size, configure_devices, distribution_scope
 from ..utils.image import random_visual_effect_generator
 from ..utils.transform import random_transform_generator
 from . import common
@@ -134,6 +128,9 @@ def parse_args(args):
 
 def check_args(parser, args):
     """Checks what can be checked without data or model; takes the backbone of a snapshot."""
+    from ..models import read_metadata
+    from ..utils.distribution import check_backend, check_batch_size
+
     common.check_dataset(parser, args)
     args.metadata = {}
     given = [flag for flag, value in (("--snapshot", args.snapshot), ("--weights", args.weights),
@@ -234,6 +231,8 @@ def old_weights_file(parser, path):
 def resolve_latest(args):
     """The snapshot `--snapshot latest` stands for: the newest complete one in --snapshot-path of
     this data set type (and --backbone, when given), or None (training starts afresh)."""
+    from ..callbacks.snapshot import latest_snapshot
+
     path = latest_snapshot(args.snapshot_path, backbone=args.backbone, dataset=args.dataset_type)
     if path is None:
         print(f"--snapshot latest: no complete snapshot in {args.snapshot_path!r} yet; training from the start")
@@ -297,6 +296,8 @@ def _copy_matching(model, source):
 
     Returns (layers copied, layers skipped because their shapes differ).
     """
+    import keras
+
     source_layers = {layer.name: layer for layer in source.layers}
     copied = skipped = 0
     for layer in model.layers:
@@ -317,6 +318,10 @@ def _copy_matching(model, source):
 def load_weights(parser, model, path):
     """Loads weights by layer name from a .keras model or a legacy .h5 file, skipping layers
     whose shapes differ (e.g. the outputs of a model with other classes)."""
+    import keras
+
+    from ..models.backbone import Backbone
+
     try:
         if path.endswith(".keras"):
             source = keras.saving.load_model(path, custom_objects=Backbone("resnet50").custom_objects,
@@ -336,6 +341,8 @@ def quicken_batch_normalization(model, momentum=0.9):
     or 0.999) so that, from scratch, their moving statistics follow the changing activations
     within tens of steps; otherwise the prediction model (inference mode) sees stale statistics
     and outputs the same detections for every image long into training."""
+    import keras
+
     for layer in model.layers:
         if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable:
             layer.momentum = min(layer.momentum, momentum)
@@ -392,6 +399,11 @@ def create_models(parser, args, backbone, num_classes, anchor_params):
 
 def _compiled(args, model, anchor_params):
     """(compiled training model, prediction model) of a freshly built prediction model."""
+    import keras
+
+    from .. import losses
+    from ..models import prediction_model, training_model
+
     train = training_model(model)
     train.compile(loss=losses.training_losses(),
                   optimizer=keras.optimizers.Adam(learning_rate=args.lr or DEFAULT_LR, clipnorm=args.clipnorm))
@@ -401,6 +413,8 @@ def _compiled(args, model, anchor_params):
 
 def resume_models(parser, args):
     """(training model with its optimizer state, prediction model, epoch) of --snapshot."""
+    from ..models import load_training_model, prediction_model
+
     try:
         train, metadata = load_training_model(args.snapshot, args.backbone,
                                               mixed_precision=args.mixed_precision or None)
@@ -411,44 +425,6 @@ def resume_models(parser, args):
     anchor_params = AnchorParameters.from_config(metadata["anchor_params"]) if metadata.get("anchor_params") else None
     options = dict(metadata.get("filter", {}), max_detections=args.max_detections)
     return train, prediction_model(train, anchor_params=anchor_params, **options), int(metadata["epoch"])
-
-
-class EpochData(keras.utils.PyDataset):
-    """A generator seen as exactly `steps` batches per epoch (default its length), wrapping
-    around when steps exceeds the length; the generator reshuffles at every epoch end."""
-
-    def __init__(self, generator, steps=None):
-        super().__init__(workers=generator.workers, use_multiprocessing=generator.use_multiprocessing,
-                         max_queue_size=generator.max_queue_size)
-        self.generator = generator
-        self.steps = steps or len(generator)
-
-    def __len__(self):
-        return self.steps
-
-    def __getitem__(self, index):
-        return self.generator[index % len(self.generator)]
-
-    def on_epoch_end(self):
-        self.generator.on_epoch_end()
-
-
-class ShardedEpochData(EpochData):
-    """EpochData of one worker of --multi-worker: for each of `steps` global batches, its
-    `shards` of `count` (Generator.compute_shard), one item per shard."""
-
-    def __init__(self, generator, steps, shards, count):
-        super().__init__(generator, steps)
-        self.shards, self.count = list(shards), int(count)
-
-    def __len__(self):
-        return self.steps * len(self.shards)
-
-    def __getitem__(self, index):
-        step, local = divmod(index, len(self.shards))
-        index = step % len(self.generator)
-        return self.generator.call_in_worker("compute_shard", index, self.shards[local], self.count,
-                                             self.generator.groups[index])
 
 
 def snapshot_metadata(args, anchor_params, classes):
@@ -468,6 +444,11 @@ def create_callbacks(args, train, prediction, validation, metadata, train_genera
     TensorBoard and CSV logs of the epoch. chief=False (the other workers of --multi-worker):
     no evaluation, snapshots, TensorBoard or CSV log.
     """
+    import keras
+
+    from ..callbacks.bad_images import BadImageMonitor
+    from ..callbacks.snapshot import Snapshot
+
     callbacks = []
     if train_generator is not None:
         callbacks.append(BadImageMonitor(train_generator, args.max_bad_images))
@@ -513,6 +494,13 @@ def main(args=None):
         return 0
     common.plain_bad_image_warnings(parser.prog)
     common.select_gpu(args.gpu)
+    import keras
+
+    from ..models import backbone as get_backbone
+    from ..models import build_training_state
+    from ..preprocessing.epoch_data import EpochData
+    from ..utils.distribution import configure_devices, distribution_scope
+
     workers = None
     flag = "--multi-worker" if args.multi_worker else f"--multi-gpu {args.multi_gpu}"
     try:
@@ -590,6 +578,9 @@ def worker_data(workers, train, generator, steps):
     its shards of every global batch, and on TensorFlow the workarounds of
     multi_worker.prepare_for_fit plus a callback that reshuffles the batches at each epoch end
     (fit does not call the dataset's on_epoch_end through a distributed dataset)."""
+    import keras
+
+    from ..preprocessing.epoch_data import ShardedEpochData
     from ..utils import multi_worker
 
     shards, count = workers.local_shards()

@@ -5,29 +5,12 @@ import os
 import keras
 
 from .. import layers, losses
+from ..utils.applications import APPLICATIONS, BACKBONES
 from ..utils.image import preprocess_image
 from ..utils.precision import policy_scope, resolve_policy
 from .maskrcnn import maskrcnn
 from .retinanet import PriorProbability
 
-# name -> (keras.applications constructor, [C3, C4, C5] layer names, preprocessing mode);
-# None stands for the application's own output.
-_APPLICATIONS = {
-    "resnet50": ("ResNet50", ["conv3_block4_out", "conv4_block6_out", "conv5_block3_out"], "caffe"),
-    "resnet101": ("ResNet101", ["conv3_block4_out", "conv4_block23_out", "conv5_block3_out"], "caffe"),
-    "resnet152": ("ResNet152", ["conv3_block8_out", "conv4_block36_out", "conv5_block3_out"], "caffe"),
-    "mobilenetv2": ("MobileNetV2", ["block_6_expand_relu", "block_13_expand_relu", "out_relu"], "tf"),
-    "mobilenetv3small": ("MobileNetV3Small", ["expanded_conv_2_add", "expanded_conv_7_add", None], "rgb"),
-    "mobilenetv3large": ("MobileNetV3Large", ["expanded_conv_5_add", "expanded_conv_11_add", None], "rgb"),
-    "efficientnetb0": ("EfficientNetB0", ["block4a_expand_activation", "block6a_expand_activation", "top_activation"], "rgb"),
-    "efficientnetb1": ("EfficientNetB1", ["block4a_expand_activation", "block6a_expand_activation", "top_activation"], "rgb"),
-    "efficientnetb2": ("EfficientNetB2", ["block4a_expand_activation", "block6a_expand_activation", "top_activation"], "rgb"),
-    "efficientnetb3": ("EfficientNetB3", ["block4a_expand_activation", "block6a_expand_activation", "top_activation"], "rgb"),
-    "densenet121": ("DenseNet121", ["conv3_block12_concat", "conv4_block24_concat", "conv5_block16_concat"], "torch"),
-    "vgg16": ("VGG16", ["block3_pool", "block4_pool", "block5_pool"], "caffe"),
-}
-
-BACKBONES = tuple(_APPLICATIONS)
 
 class Backbone:
     """A backbone network by name, with what is needed to build, load and feed a Mask R-CNN on it."""
@@ -35,7 +18,7 @@ class Backbone:
     def __init__(self, name):
         self.name = name
         self.validate()
-        self.application, self.feature_layers, self.preprocessing = _APPLICATIONS[name]
+        self.application, self.feature_layers, self.preprocessing = APPLICATIONS[name]
         self.custom_objects = {
             "UpsampleLike": layers.UpsampleLike,
             "PriorProbability": PriorProbability,
@@ -54,7 +37,7 @@ class Backbone:
 
     def validate(self):
         """Raises ValueError, listing the valid names, if this backbone is unknown."""
-        if self.name not in _APPLICATIONS:
+        if self.name not in APPLICATIONS:
             raise ValueError(f"backbone {self.name!r} is not supported; choose one of: {', '.join(BACKBONES)}")
 
     def preprocess_image(self, image):

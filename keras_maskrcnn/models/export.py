@@ -23,7 +23,7 @@ from ..utils.anchors import AnchorParameters
 from ..utils.compare import compare_detections, describe
 from ..utils.precision import model_policy
 from .maskrcnn import FILTER_DEFAULTS, _parts, _prediction_graph, box_settings
-from .runtimes import FORMAT_RUNTIMES, OUTPUTS, RAW_OUTPUTS, load_artifact, metadata_path, require
+from ..runtimes import FORMAT_RUNTIMES, OUTPUTS, RAW_OUTPUTS, load_artifact, metadata_path, require
 
 # format -> the file name ending Keras wants (None: a folder), the export form (see `export_form`), the
 # modules converting to it (module, extra). Every format runs the mask head on the bucket's rows only.
@@ -160,7 +160,7 @@ def export_model(model, path, format="tf_saved_model", image_size=None, check=Tr
     `check_input_for` at image_size, or 800 x 1024); when the detections differ beyond
     CHECK_TOLERANCES the artifact is removed and ExportCheckError raised. metadata: the model file's
     (`read_metadata`): class names, backbone, image sizes and pad multiple go into the JSON written
-    next to the artifact (`runtimes.metadata_path`). threads: the runtime's threads for the check.
+    next to the artifact (`keras_maskrcnn.runtimes.metadata_path`). threads: the runtime's threads for the check.
 
     Runs on the TensorFlow backend, with a float32 model. Returns the JSON's content as a dict.
     """
@@ -186,7 +186,7 @@ def export_model(model, path, format="tf_saved_model", image_size=None, check=Tr
         require(module, extra, f"exporting to {format}")
     runtime = FORMAT_RUNTIMES[format]
     if check:
-        from .runtimes import RUNTIMES
+        from ..runtimes import RUNTIMES
 
         _, extra, module = RUNTIMES[runtime]
         require(module, extra, f"checking the {format} artifact")

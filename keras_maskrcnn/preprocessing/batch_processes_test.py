@@ -85,7 +85,7 @@ def test_the_pool_is_not_pickled_with_the_generator_and_needs_a_process():
 
 
 def test_maskrcnn_train_sharded_epochs_build_their_shards_in_the_workers():
-    from keras_maskrcnn.bin.train import ShardedEpochData
+    from keras_maskrcnn.preprocessing.epoch_data import ShardedEpochData
 
     kwargs = small_kwargs(batch_size=2, group_method="none", shuffle_groups=False, seed=0)
     expected = MemoryGenerator(_entries(), **kwargs).compute_shard(2, 1, 2)

@@ -1,6 +1,6 @@
 """Running an exported model with its own runtime: TensorFlow (SavedModel), ONNX Runtime, OpenVINO, LiteRT.
 
-    from keras_maskrcnn.models.runtimes import load_artifact
+    from keras_maskrcnn.runtimes import load_artifact
     model = load_artifact("model.onnx")                 # the runtime is inferred from the path
     boxes, scores, labels, masks = model.predict_on_batch(batch)
 
