@@ -52,6 +52,12 @@ class DetectionMasks(keras.layers.Layer):
         self.row_selection = row_selection
 
     def build(self, input_shape):
+        # roi_align runs only inside call, never on symbolic inputs, so nothing else builds it. Keras's JAX
+        # trainer runs a model with an unbuilt layer eagerly, op by op, before its first compiled predict.
+        if not self.roi_align.built:
+            boxes, features = list(input_shape[0]), [list(shape) for shape in input_shape[2:]]
+            self.roi_align.build(features[:1] + [boxes] + features[1:] if self.roi_align.takes_image
+                                 else [boxes] + features)
         self.built = True
 
     def _masks_for_rows(self, rows, boxes, features):
