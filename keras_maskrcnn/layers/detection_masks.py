@@ -55,10 +55,14 @@ class DetectionMasks(keras.layers.Layer):
         # roi_align runs only inside call, never on symbolic inputs, so nothing else builds it. Keras's JAX
         # trainer runs a model with an unbuilt layer eagerly, op by op, before its first compiled predict.
         if not self.roi_align.built:
-            boxes, features = list(input_shape[0]), [list(shape) for shape in input_shape[2:]]
-            self.roi_align.build(features[:1] + [boxes] + features[1:] if self.roi_align.takes_image
-                                 else [boxes] + features)
+            self.roi_align.build(self._roi_align_inputs(list(input_shape[0]), [list(s) for s in input_shape[2:]]))
         self.built = True
+
+    def _roi_align_inputs(self, boxes, features):
+        """roi_align's inputs: boxes, then features (the inputs after boxes and scores), the image first
+        when `roi_align` takes it. Tensors or their shapes."""
+        features = list(features)
+        return features[:1] + [boxes] + features[1:] if self.roi_align.takes_image else [boxes] + features
 
     def _masks_for_rows(self, rows, boxes, features):
         """features: the inputs after boxes and scores (the image first if `roi_align` takes it)."""
@@ -67,11 +71,7 @@ class DetectionMasks(keras.layers.Layer):
         height, width = self.mask_model.output_shape[1:3]
         outputs = []
         if rows:
-            features = list(features)
-            if self.roi_align.takes_image:
-                pooled = self.roi_align([features[0], boxes[:, :rows]] + features[1:])
-            else:
-                pooled = self.roi_align([boxes[:, :rows]] + features)
+            pooled = self.roi_align(self._roi_align_inputs(boxes[:, :rows], features))
             flat = ops.reshape(pooled, (-1,) + tuple(pooled.shape[2:]))
             masks = ops.reshape(ops.cast(self.mask_model(flat), "float32"), (batch, rows, height, width, num_classes))
             outputs.append(masks)
@@ -96,10 +96,7 @@ class DetectionMasks(keras.layers.Layer):
         needed = rows
         rows = ops.maximum(rows, 1)
         chosen = ops.slice(boxes, [0, 0, 0], ops.stack([batch, rows, 4]))
-        if self.roi_align.takes_image:
-            pooled = self.roi_align([features[0], chosen] + features[1:])
-        else:
-            pooled = self.roi_align([chosen] + features)
+        pooled = self.roi_align(self._roi_align_inputs(chosen, features))
         flat = ops.reshape(pooled, (-1,) + tuple(pooled.shape[2:]))
         masks = ops.reshape(ops.cast(self.mask_model(flat), "float32"), (batch, rows, height, width, num_classes))
         rest = ops.zeros(ops.stack([batch, count - rows, height, width, num_classes]), dtype="float32")

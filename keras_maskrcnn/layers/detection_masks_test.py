@@ -78,12 +78,11 @@ def test_row_selection_is_checked():
 
 
 def _symbolic_model(roi_align):
-    """image, boxes, scores, P3..P7 (4 channels) -> DetectionMasks' masks, as the prediction model wires it."""
+    """boxes, scores, (image,) P3..P7 (4 channels) -> DetectionMasks' masks, as the prediction model wires it."""
     image, boxes, scores = keras.Input((None, None, 3)), keras.Input((16, 4)), keras.Input((16,))
     features = [keras.Input((None, None, 4)) for _ in range(5)]
-    before = [image] if roi_align.takes_image else []
-    masks = DetectionMasks(_mask_model(), roi_align=roi_align, name="masks")([boxes, scores] + before + features)
-    return keras.Model([image, boxes, scores] + features, masks)
+    inputs = [boxes, scores] + ([image] if roi_align.takes_image else []) + features
+    return keras.Model(inputs, DetectionMasks(_mask_model(), roi_align=roi_align, name="masks")(inputs))
 
 
 def _unbuilt(model):
