@@ -7,7 +7,7 @@ import os
 
 import cv2
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 CAFFE_MEAN_BGR = np.array([103.939, 116.779, 123.68], dtype=np.float32)
 
@@ -45,18 +45,34 @@ def to_bgr_uint8(array):
     return np.ascontiguousarray(array[:, :, 2::-1])
 
 
-def read_image_bgr(path):
+EXIF_ORIENTATION = 0x0112
+"""The EXIF tag that says how a viewer turns the stored pixels (1: as stored, 6: a quarter turn clockwise...)."""
+
+
+def exif_orientation(image):
+    """The EXIF orientation (1..8) of an open PIL image; 1 when it has none or an invalid one."""
+    try:
+        value = int(image.getexif().get(EXIF_ORIENTATION, 1))
+    except (TypeError, ValueError, OSError, SyntaxError):
+        return 1
+    return value if 1 <= value <= 8 else 1
+
+
+def read_image_bgr(path, orient=False):
     """Reads an image file as BGR uint8 (H, W, 3), whatever its mode (grey, RGBA, palette, 16-bit).
 
-    Pixels are returned as stored: EXIF orientation is not applied, since annotations (COCO's
-    included) refer to the stored pixels. Raises UnreadableImageError (a ValueError) naming the file if it
-    is missing or cannot be decoded.
+    orient=False returns the pixels as stored (EXIF orientation not applied): COCO, CSV and YOLO
+    annotations refer to the stored pixels. orient=True returns the picture as a viewer shows it
+    (EXIF orientation applied): labelme annotates that, and prediction shows and returns that.
+    Raises UnreadableImageError (a ValueError) naming the file if it is missing or cannot be decoded.
     """
     if not os.path.isfile(path):
         raise UnreadableImageError(f"image file {path!r} does not exist")
     try:
         with Image.open(path) as image:
             image.load()
+            if orient and exif_orientation(image) != 1:
+                image = ImageOps.exif_transpose(image)
             mode = image.mode
             if mode == "P" or mode == "PA":
                 image = image.convert("RGBA" if "transparency" in image.info or mode == "PA" else "RGB")
@@ -95,14 +111,18 @@ def read_mask(path):
     return (array != 0).astype(np.uint8)
 
 
-def image_size(path):
-    """(width, height) of an image file from its header (the pixels are not decoded);
+def image_size(path, orient=False):
+    """(width, height) of an image file from its header (the pixels are not decoded): as stored, or
+    with orient=True as a viewer shows it (EXIF orientations 5 to 8 swap the sides);
     UnreadableImageError (a ValueError) naming the file if it is missing or unreadable."""
     if not os.path.isfile(path):
         raise UnreadableImageError(f"image file {path!r} does not exist")
     try:
         with Image.open(path) as image:
-            return image.size
+            width, height = image.size
+            if orient and exif_orientation(image) >= 5:
+                return height, width
+            return width, height
     except (OSError, ValueError, SyntaxError) as error:
         raise UnreadableImageError(f"image file {path!r} could not be read: {error}") from None
 

@@ -119,3 +119,25 @@ def test_visual_effects():
     assert isinstance(next(effects), VisualEffect)
     with pytest.raises(ValueError):
         random_visual_effect_generator(contrast_range=(1.2, 1.1))
+
+
+def test_orient_applies_exif_orientation_6_to_pixels_and_size(tmp_path):
+    """Orientation 6 (a phone held upright): stored 40 wide x 20 high, shown 20 wide x 40 high, the
+    stored top-left corner at the shown top-right."""
+    from PIL import Image
+
+    from keras_maskrcnn.utils.image import image_size, read_image_bgr
+
+    stored = np.zeros((20, 40, 3), np.uint8)
+    stored[:5, :10] = 255
+    picture = Image.fromarray(stored)
+    exif = picture.getexif()
+    exif[0x0112] = 6
+    path = str(tmp_path / "phone.png")
+    picture.save(path, exif=exif)
+    assert image_size(path) == (40, 20)
+    assert image_size(path, orient=True) == (20, 40)
+    assert read_image_bgr(path).shape == (20, 40, 3)
+    shown = read_image_bgr(path, orient=True)
+    assert shown.shape == (40, 20, 3)
+    assert shown[:10, -5:].min() == 255 and shown[:10, :-5].max() == 0 and shown[10:].max() == 0
