@@ -4,6 +4,8 @@ Images are BGR uint8 (H, W, 3) as OpenCV holds them; masks are (H, W) uint8 of 0
 """
 
 import os
+import struct
+import warnings
 
 import cv2
 import numpy as np
@@ -13,28 +15,160 @@ CAFFE_MEAN_BGR = np.array([103.939, 116.779, 123.68], dtype=np.float32)
 
 
 class UnreadableImageError(ValueError):
-    """An image or mask file is missing or cannot be decoded; the message names the file."""
+    """An image or mask file is missing, cannot be decoded or is over the pixel limit; the message names the file."""
+
+
+DEFAULT_MAX_IMAGE_PIXELS = 89_478_485
+"""Pillow's default limit (``PIL.Image.MAX_IMAGE_PIXELS``, 1024 * 1024 * 1024 // 4 // 3): about 9459 x 9459."""
+
+MAX_IMAGE_PIXELS = DEFAULT_MAX_IMAGE_PIXELS
+"""Pictures and masks with more pixels (width x height, from the file's header) are refused as
+UnreadableImageError before any pixel is decoded; None: no limit. Set by set_max_image_pixels
+(the commands' ``--max-image-pixels``)."""
+
+
+def set_max_image_pixels(limit):
+    """Sets MAX_IMAGE_PIXELS for every reader of this module; returns the previous limit (int or None).
+
+    Args:
+        limit: a positive int (pixels), or None (or 0) for no limit. A limit above Pillow's own
+            (``PIL.Image.MAX_IMAGE_PIXELS``) raises Pillow's too, so that Pillow does not refuse
+            what this limit allows; a lower one leaves Pillow's as it is.
+
+    Returns:
+        The previous limit.
+    """
+    global MAX_IMAGE_PIXELS
+    if limit is not None and (isinstance(limit, bool) or int(limit) != limit or limit < 0):
+        raise ValueError(f"the image pixel limit must be a positive integer or None, not {limit!r}")
+    limit = int(limit) if limit else None
+    previous, MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS, limit
+    pillow = Image.MAX_IMAGE_PIXELS
+    if pillow is not None and (limit is None or limit > pillow):
+        Image.MAX_IMAGE_PIXELS = limit
+    return previous
+
+
+def _header_size(path):
+    """(width, height) from a picture's header even when Pillow's own bomb check refuses it; None if unknown."""
+    try:
+        Image.init()
+        with open(path, "rb") as handle:
+            prefix = handle.read(16)
+            for format_id in Image.ID:
+                factory, accept = Image.OPEN[format_id]
+                if accept is not None and not accept(prefix):
+                    continue
+                handle.seek(0)
+                try:
+                    image = factory(handle, path)
+                except Exception:  # noqa: BLE001 - a plugin that does not read this file
+                    continue
+                return tuple(int(side) for side in image.size)
+    except Exception:  # noqa: BLE001 - only used to word a message
+        return None
+    return None
+
+
+def _too_big(path, kind, size, limit):
+    if size is not None:
+        width, height = size
+        what = f"{width} x {height} = {width * height:,} pixels"
+    else:
+        what = "more pixels than Pillow allows"
+    allowed = f"{limit:,} pixels" if limit else "Pillow's limit"
+    return UnreadableImageError(f"{kind} file {path!r} is {what}, over the limit of {allowed} "
+                                "(--max-image-pixels); not decoded")
+
+
+_UNREADABLE = (OSError, ValueError, SyntaxError, EOFError, struct.error, Image.DecompressionBombError,
+               Image.DecompressionBombWarning)
+
+
+class _open_picture:
+    """Context manager: an open PIL image whose header size is within MAX_IMAGE_PIXELS.
+
+    Every failure while open, inside the ``with`` block included (decoding, Pillow's own bomb
+    checks), becomes UnreadableImageError naming the file ("image file ..." or "mask file ...").
+    """
+
+    def __init__(self, path, kind="image"):
+        self.path, self.kind = path, kind
+        self.image = None
+        self._warnings = None
+
+    def __enter__(self):
+        if not os.path.isfile(self.path):
+            raise UnreadableImageError(f"{self.kind} file {self.path!r} does not exist")
+        self._warnings = warnings.catch_warnings()
+        self._warnings.__enter__()
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            self.image = Image.open(self.path)
+        except BaseException as error:
+            self._warnings.__exit__(None, None, None)
+            self._raise(error)
+        limit = MAX_IMAGE_PIXELS
+        width, height = self.image.size
+        if limit is not None and width * height > limit:
+            self.__exit__(None, None, None)
+            raise _too_big(self.path, self.kind, (width, height), limit)
+        return self.image
+
+    def __exit__(self, kind, error, traceback):
+        if self.image is not None:
+            self.image.close()
+            self.image = None
+        if self._warnings is not None:
+            self._warnings.__exit__(None, None, None)
+            self._warnings = None
+        if isinstance(error, _UNREADABLE) and not isinstance(error, UnreadableImageError):
+            self._raise(error)
+        return False
+
+    def _raise(self, error):
+        if isinstance(error, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
+            raise _too_big(self.path, self.kind, _header_size(self.path), MAX_IMAGE_PIXELS) from None
+        if isinstance(error, _UNREADABLE):
+            text = " ".join(str(error).split()) or type(error).__name__
+            raise UnreadableImageError(f"{self.kind} file {self.path!r} could not be read: {text}") from None
+        raise error
 
 
 def to_bgr_uint8(array):
-    """Any image array (grey, grey+alpha, RGB, RGBA; uint8, uint16, int32, float) -> BGR uint8.
+    """Any image array (H, W[, C]) -> BGR uint8 (H, W, 3), one rule per sample type and either byte order.
 
-    Channel order of 3/4-channel input is taken to be RGB(A), as PIL returns it. 16-bit and
-    32-bit integer images are scaled by their dtype range; float images are taken as [0, 1].
+    Channel order of 3/4-channel input is taken to be RGB(A), as PIL returns it; alpha (the 2nd
+    of 2 channels, the 4th of 4) is dropped. Values become 8 bits as Pillow's ``convert`` would for
+    8-bit data: bool -> 0/255; uint8 as is; 16-bit unsigned -> value >> 8 (the high byte); 16-bit
+    signed -> clip at 0, value >> 7; 32/64-bit integers holding values up to 65535 (Pillow's "I"
+    mode of 16-bit files) -> value >> 8 like 16-bit, otherwise clip at 0 and scale by the type's
+    maximum; floats are taken as [0, 1] (NaN -> 0).
     """
     array = np.asarray(array)
+    if array.dtype.byteorder not in ("=", "|"):  # big-endian data on a little-endian machine, or the reverse
+        array = array.astype(array.dtype.newbyteorder("="))
+    kind, itemsize = array.dtype.kind, array.dtype.itemsize
     if array.dtype == np.bool_:
         array = array.astype(np.uint8) * 255
-    elif array.dtype == np.uint16:
+    elif kind == "u" and itemsize == 1:
+        pass
+    elif kind == "u" and itemsize == 2:
         array = (array >> 8).astype(np.uint8)
-    elif array.dtype in (np.int32, np.uint32):
-        # PIL's "I" mode: 16-bit PNGs arrive as int32 with values up to 65535
-        top = 65535 if array.max(initial=0) <= 65535 else np.iinfo(array.dtype).max
-        array = (np.clip(array, 0, top).astype(np.float64) * (255.0 / top)).round().astype(np.uint8)
-    elif array.dtype.kind == "f":
-        array = (np.clip(array, 0.0, 1.0) * 255.0).round().astype(np.uint8)
-    elif array.dtype != np.uint8:
-        array = np.clip(array, 0, 255).astype(np.uint8)
+    elif kind == "i" and itemsize <= 2:
+        bits = 8 * itemsize - 9
+        array = (np.clip(array, 0, None) >> bits).astype(np.uint8) if bits > 0 else np.clip(array, 0, None).astype(np.uint8) * 2
+    elif kind in "iu":
+        array = np.clip(array, 0, None)
+        if array.max(initial=0) <= 65535:
+            array = (array >> 8).astype(np.uint8)
+        else:
+            top = float(np.iinfo(array.dtype).max)
+            array = (array.astype(np.float64) * (255.0 / top)).round().astype(np.uint8)
+    elif kind == "f":
+        array = (np.clip(np.nan_to_num(array, nan=0.0), 0.0, 1.0) * 255.0).round().astype(np.uint8)
+    else:
+        raise ValueError(f"cannot make a picture of an array of {array.dtype}")
     if array.ndim == 2:
         return np.ascontiguousarray(np.repeat(array[:, :, None], 3, axis=2))
     channels = array.shape[2]
@@ -53,37 +187,48 @@ def exif_orientation(image):
     """The EXIF orientation (1..8) of an open PIL image; 1 when it has none or an invalid one."""
     try:
         value = int(image.getexif().get(EXIF_ORIENTATION, 1))
-    except (TypeError, ValueError, OSError, SyntaxError):
+    except (TypeError, ValueError, OSError, SyntaxError, AttributeError, KeyError, IndexError, struct.error):
         return 1
     return value if 1 <= value <= 8 else 1
 
 
+_DIRECT_MODES = ("L", "LA", "RGB", "RGBA", "RGBX", "I", "F")
+"""Modes whose samples to_bgr_uint8 turns into 8 bits itself (the "I;16..." modes too); other modes
+(CMYK, YCbCr, LAB, HSV, premultiplied alpha...) go through Pillow's convert("RGB")."""
+
+
+def pil_to_bgr_uint8(image):
+    """A loaded PIL image of any mode -> BGR uint8 (H, W, 3) of the picture it shows (alpha dropped).
+
+    "1" -> 0/255 grey; "P"/"PA" through their palette; 8-bit modes with colour spaces other than
+    RGB (CMYK, YCbCr, LAB, HSV) and premultiplied alpha (La, RGBa) through Pillow's convert("RGB");
+    16- and 32-bit integer and float modes as to_bgr_uint8 says (16-bit: the high byte, both byte
+    orders; float: [0, 1]).
+    """
+    mode = image.mode
+    if mode in ("P", "PA"):
+        image = image.convert("RGBA" if "transparency" in image.info or mode == "PA" else "RGB")
+    elif mode == "1":
+        image = image.convert("L")
+    elif mode not in _DIRECT_MODES and not mode.startswith("I;16"):
+        image = image.convert("RGB")
+    return to_bgr_uint8(np.asarray(image))
+
+
 def read_image_bgr(path, orient=False):
-    """Reads an image file as BGR uint8 (H, W, 3), whatever its mode (grey, RGBA, palette, 16-bit).
+    """Reads an image file as BGR uint8 (H, W, 3), whatever its mode (see pil_to_bgr_uint8).
 
     orient=False returns the pixels as stored (EXIF orientation not applied): COCO, CSV and YOLO
     annotations refer to the stored pixels. orient=True returns the picture as a viewer shows it
     (EXIF orientation applied): labelme annotates that, and prediction shows and returns that.
-    Raises UnreadableImageError (a ValueError) naming the file if it is missing or cannot be decoded.
+    Raises UnreadableImageError (a ValueError) naming the file if it is missing, cannot be decoded
+    or has more than MAX_IMAGE_PIXELS pixels (checked from the header, before decoding).
     """
-    if not os.path.isfile(path):
-        raise UnreadableImageError(f"image file {path!r} does not exist")
-    try:
-        with Image.open(path) as image:
-            image.load()
-            if orient and exif_orientation(image) != 1:
-                image = ImageOps.exif_transpose(image)
-            mode = image.mode
-            if mode == "P" or mode == "PA":
-                image = image.convert("RGBA" if "transparency" in image.info or mode == "PA" else "RGB")
-            elif mode in ("CMYK", "YCbCr", "LAB", "HSV"):
-                image = image.convert("RGB")
-            elif mode == "1":
-                image = image.convert("L")
-            array = np.asarray(image)
-    except (OSError, ValueError, SyntaxError) as error:
-        raise UnreadableImageError(f"image file {path!r} could not be read: {error}") from None
-    return to_bgr_uint8(array)
+    with _open_picture(path, "image") as image:
+        image.load()
+        if orient and exif_orientation(image) != 1:
+            image = ImageOps.exif_transpose(image)
+        return pil_to_bgr_uint8(image)
 
 
 def read_mask(path):
@@ -91,19 +236,17 @@ def read_mask(path):
     ignored) is foreground, except in JPEG files, whose compression noise is removed by taking only values
     above half the file's maximum as foreground.
 
-    Raises UnreadableImageError (a ValueError) naming the file if it is missing or cannot be decoded.
+    Raises UnreadableImageError (a ValueError) naming the file if it is missing, cannot be decoded
+    or has more than MAX_IMAGE_PIXELS pixels.
     """
-    if not os.path.isfile(path):
-        raise UnreadableImageError(f"mask file {path!r} does not exist")
-    try:
-        with Image.open(path) as image:
-            image.load()
-            lossy = image.format == "JPEG"
-            if image.mode == "P":
-                image = image.convert("RGB")
-            array = np.asarray(image)
-    except (OSError, ValueError, SyntaxError) as error:
-        raise UnreadableImageError(f"mask file {path!r} could not be read: {error}") from None
+    with _open_picture(path, "mask") as image:
+        image.load()
+        lossy = image.format == "JPEG"
+        if image.mode in ("P", "PA"):
+            image = image.convert("RGB")
+        elif image.mode not in _DIRECT_MODES and image.mode != "1" and not image.mode.startswith("I;16"):
+            image = image.convert("RGB")
+        array = np.asarray(image)
     if array.ndim == 3:
         array = array[:, :, 0] if array.shape[2] == 2 else array[:, :, :3].max(axis=2)
     if lossy:
@@ -113,18 +256,15 @@ def read_mask(path):
 
 def image_size(path, orient=False):
     """(width, height) of an image file from its header (the pixels are not decoded): as stored, or
-    with orient=True as a viewer shows it (EXIF orientations 5 to 8 swap the sides);
-    UnreadableImageError (a ValueError) naming the file if it is missing or unreadable."""
-    if not os.path.isfile(path):
-        raise UnreadableImageError(f"image file {path!r} does not exist")
-    try:
-        with Image.open(path) as image:
-            width, height = image.size
-            if orient and exif_orientation(image) >= 5:
-                return height, width
-            return width, height
-    except (OSError, ValueError, SyntaxError) as error:
-        raise UnreadableImageError(f"image file {path!r} could not be read: {error}") from None
+    with orient=True as a viewer shows it (EXIF orientations 5 to 8 swap the sides).
+
+    Raises UnreadableImageError (a ValueError) naming the file if it is missing, unreadable or has
+    more than MAX_IMAGE_PIXELS pixels."""
+    with _open_picture(path, "image") as image:
+        width, height = image.size
+        if orient and exif_orientation(image) >= 5:
+            return height, width
+        return width, height
 
 
 TORCH_MEAN_RGB = np.array([0.485, 0.456, 0.406], dtype=np.float32)
