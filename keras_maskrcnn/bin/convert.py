@@ -10,7 +10,7 @@ and `load_model` open it on any Keras backend, without the old packages.
 import argparse
 import os
 
-from . import common
+from . import common, quiet
 
 
 def parse_args(args):
@@ -28,7 +28,9 @@ def parse_args(args):
                         help="detections per image (default: the file's; 100 for keras-maskrcnn, 300 for keras-retinanet)")
     parser.add_argument("--score-threshold", type=common.unit_float, default=None,
                         help="score threshold of the filter (default: the file's, 0.05)")
+    quiet.add_verbose_option(parser)
     args = parser.parse_args(common.argv(args))
+    quiet.quiet_startup(args.verbose)
     common.check_file(parser, args.model, "model file")
     if not args.output.endswith(".keras"):
         parser.error(f"the output {args.output!r} must end in .keras")

@@ -9,7 +9,7 @@ import sys
 
 from ..preprocessing.bad_images import listing
 from ..utils.image import UnreadableImageError
-from . import common
+from . import common, quiet
 
 
 def parse_args(args):
@@ -37,7 +37,9 @@ def parse_args(args):
     flags.add("--skip-bad-images", action="store_true",
               help="evaluate on the images that can be read, leaving out with a warning those that cannot "
                    "(default: stop, since a metric over fewer images is not the data set's)")
+    quiet.add_verbose_option(flags)
     args = parser.parse_args(common.argv(args))
+    quiet.quiet_startup(args.verbose, gpu=args.gpu)  # before model_metadata imports Keras
     common.check_dataset(parser, args)
     common.check_file(parser, args.model, "model file")
     args.metadata = common.model_metadata(parser, args.model)

@@ -16,7 +16,7 @@ the export fails, printing the differences, and the artifact is removed.
 import argparse
 import os
 
-from . import common
+from . import common, quiet
 
 FORMAT_CHOICES = ("tf_saved_model", "onnx", "openvino", "litert")
 SUFFIXES = {"onnx": ".onnx", "openvino": ".xml", "litert": ".tflite"}
@@ -50,7 +50,9 @@ def parse_args(args):
     common.add_backbone(flags, default=None)
     common.add_image_size(flags, None, None)
     common.add_pad_multiple(flags)
+    quiet.add_verbose_option(parser)
     args = parser.parse_args(common.argv(args))
+    quiet.quiet_startup(args.verbose)
     common.check_file(parser, args.model, "model file")
     suffix = SUFFIXES.get(args.format)
     if suffix and not args.output.lower().endswith(suffix):

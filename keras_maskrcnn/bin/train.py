@@ -21,7 +21,7 @@ from ..preprocessing.bad_images import TooManyBadImagesError, default_max_bad_im
 from ..utils.anchors import AnchorParameters
 from ..utils.image import random_visual_effect_generator
 from ..utils.transform import random_transform_generator
-from . import common
+from . import common, quiet
 
 DEFAULT_LR = 1e-5
 DEFAULT_CLIPNORM = 0.001
@@ -122,7 +122,9 @@ def parse_args(args):
     flags.add("--mixed-precision", action="store_true",
               help="compute in mixed_float16 on a GPU (with loss scaling), mixed_bfloat16 otherwise; "
                    "weights and losses stay float32")
+    quiet.add_verbose_option(flags)
     parsed = parser.parse_args(common.argv(args))
+    quiet.quiet_startup(parsed.verbose, gpu=parsed.gpu)  # before check_args imports Keras
     return parser, check_args(parser, parsed)
 
 
