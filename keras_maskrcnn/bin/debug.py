@@ -20,7 +20,7 @@ from ..utils.eval import progress
 from ..utils.image import resize_mask
 from ..utils.transform import random_transform_generator
 from ..utils.visualization import draw_annotations, draw_box, draw_boxes, draw_caption
-from . import common
+from . import common, quiet
 
 ANCHOR_COLOR = (255, 255, 0)
 TRAINED_COLOR = (0, 255, 0)
@@ -48,7 +48,9 @@ def parse_args(args):
     flags.add("--random-transform", action="store_true", help="randomly transform image and annotations")
     flags.add("--config", help="a .ini file with an [anchor_parameters] section")
     common.add_image_size(flags)
+    quiet.add_verbose_option(flags)
     args = parser.parse_args(common.argv(args))
+    quiet.quiet_startup(args.verbose)
     common.check_dataset(parser, args)
     if not args.output_dir and not args.show:
         parser.error("nothing to do: give --output-dir, --show or both")
