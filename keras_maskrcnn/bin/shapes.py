@@ -4,6 +4,7 @@ import argparse
 import sys
 
 from ..datasets.shapes import make_shapes_dataset
+from . import quiet
 
 
 def parse_args(args):
@@ -16,11 +17,13 @@ def parse_args(args):
     parser.add_argument("--seed", type=int, default=0, help="random seed; same arguments, same files (default 0)")
     parser.add_argument("--min-objects", type=int, default=1, help="fewest objects per image (default 1)")
     parser.add_argument("--max-objects", type=int, default=4, help="most objects per image (default 4)")
+    quiet.add_verbose_option(parser)
     return parser.parse_args(args)
 
 
 def main(args=None):
     args = parse_args(sys.argv[1:] if args is None else args)
+    quiet.quiet_startup(args.verbose)
     try:
         annotations, classes = make_shapes_dataset(args.output_dir, images=args.images, size=args.size,
                                                    seed=args.seed, min_objects=args.min_objects,
