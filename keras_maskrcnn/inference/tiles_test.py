@@ -212,3 +212,15 @@ def test_cap_order_empty_and_errors():
     assert empty[0].shape == (0, 4) and empty[3] == []
     with pytest.raises(ValueError, match=r"as many scores, labels, masks and tile ids as boxes \(2\)"):
         merge_detections(boxes[:2], scores[:2], [0], rles[:2], [0, 1])
+
+
+def test_more_than_255_detections():
+    """pycocotools' area() of more than 255 masks at once overflows under NumPy 2."""
+    height, width = 20, 20
+    rles, boxes = [], []
+    for index in range(300):
+        y, x = divmod(index, 20)
+        rles.append(mask_to_picture_rle(np.ones((1, 1), bool), (x, y % height), (height, width)))
+        boxes.append([x, y % height, x + 1, y % height + 1])
+    result = merge_detections(boxes, np.linspace(1, 0, 300), [0] * 300, rles, np.arange(300), max_detections=None)
+    assert len(result[0]) == 300
