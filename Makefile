@@ -5,9 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR := demo-output
 
-.PHONY: venv test demo bench bench-peers legacy-reference clean
+.PHONY: venv test demo dist bench bench-peers legacy-reference clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py keras_maskrcnn/__init__.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[tensorflow,test]'
@@ -46,6 +46,13 @@ demo: $(STAMP)
 		--output-dir $(DEMO_DIR)/predictions
 	@echo "demo pictures: $(DEMO_DIR)/predictions/"
 
+# Release check: builds the sdist and the wheel into dist/ (from a clean copy of the source),
+# runs twine check, checks the wheel's files, installs it with the tensorflow extra into a new
+# virtual environment outside the checkout and runs there every console script's --help,
+# maskrcnn-shapes, two training steps, maskrcnn-predict and maskrcnn-evaluate. Takes minutes.
+dist: $(STAMP)
+	$(BIN)/python tests/dist_check.py
+
 # The peer venv of benchmarks/compare.py: torchvision's Mask R-CNN timed side by side with ours.
 # PEERS_PIP_FLAGS: extra pip options for that install (e.g. --index-url of a CPU-only wheel index).
 PEERS_VENV := benchmarks/.venv-peers
@@ -83,4 +90,4 @@ legacy-reference: $(LEGACY_STAMP)
 	@echo "legacy reference files: $(LEGACY_OUT)/"
 
 clean:
-	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache
+	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache dist build
