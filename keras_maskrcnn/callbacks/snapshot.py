@@ -22,7 +22,11 @@ def latest_snapshot(directory, backbone=None, dataset=None):
         path = os.path.join(directory, name)
         if not name.endswith(".keras") or not os.path.isfile(path):
             continue
-        metadata = read_metadata(path)
+        try:
+            metadata = read_metadata(path)
+        except ValueError:  # not a model file, truncated, or over the size limits (check_model_file)
+            warnings.warn(f"snapshot {path!r} is incomplete or damaged; ignored", stacklevel=2)
+            continue
         if not isinstance(metadata.get("epoch"), int):  # another model, or a damaged file
             if not zipfile.is_zipfile(path):
                 warnings.warn(f"snapshot {path!r} is incomplete or damaged; ignored", stacklevel=2)

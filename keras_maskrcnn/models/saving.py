@@ -7,6 +7,7 @@ import os
 import socket
 import time
 import zipfile
+import zlib
 
 import keras
 
@@ -112,6 +113,107 @@ def is_complete_snapshot(filepath):
         return False
 
 
+MAX_ARCHIVE_MEMBERS = 10_000
+"""A `.keras` archive with more members is refused (Keras writes 3, keras_maskrcnn adds 1)."""
+MAX_CONFIG_BYTES = 64 * 2**20
+"""A `.json` member (config.json, metadata.json, keras_maskrcnn.json) bigger than this when unpacked
+is refused: real models' settings take kilobytes (a ResNet-152 Mask R-CNN's config.json ~0.3 MB)."""
+MAX_ARCHIVE_BYTES = 64 * 2**30
+"""A `.keras` archive whose members would take more than this unpacked is refused (the biggest
+models here, with their optimizer state, take about 1 GiB)."""
+MAX_COMPRESSION_RATIO = 100
+"""A member over LARGE_MEMBER_BYTES unpacked that is packed more tightly than this is refused:
+weights are nearly random numbers (ratio ~1.1), a zip bomb's zeros reach ~1000."""
+LARGE_MEMBER_BYTES = 256 * 2**20
+
+_ZIP_SIGNATURES = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+class ModelFileError(ValueError):
+    """A model file that is missing, not a model file, damaged, or over the size limits; the message names it."""
+
+
+def _bytes(count):
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if count >= size:
+            return f"{count:,} bytes ({count / size:.1f} {unit})"
+    return f"{count:,} bytes"
+
+
+def check_model_file(filepath):
+    """Checks a model file before Keras or h5py reads it; returns its kind, "keras" (zip) or "hdf5".
+
+    Reads only the first bytes and, for a zip (`.keras`), its directory: the member count, each
+    member's unpacked size and the total, against MAX_ARCHIVE_MEMBERS, MAX_CONFIG_BYTES (for the
+    JSON members), MAX_ARCHIVE_BYTES and MAX_COMPRESSION_RATIO, so a hostile archive is refused
+    in milliseconds without unpacking anything.
+
+    Args:
+        filepath: path of the model file.
+
+    Returns:
+        str: "keras" for a zip archive with a config.json, "hdf5" for a file with the HDF5
+        signature (checked further by the `.h5` reader).
+
+    Raises:
+        ModelFileError (a ValueError): naming the file and what is wrong: missing, a folder, empty,
+            neither a zip nor HDF5 (with its first bytes), a damaged or truncated zip, a zip without
+            config.json, or sizes over the limits (named with the limits).
+    """
+    path = os.fspath(filepath)
+    name = f"model file {path!r}"
+    if os.path.isdir(path):
+        raise ModelFileError(f"{name} is a folder, not a model file")
+    if not os.path.isfile(path):
+        raise ModelFileError(f"{name} does not exist")
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as handle:
+            head = handle.read(16)
+    except OSError as error:
+        raise ModelFileError(f"{name} cannot be read: {error.strerror or error}") from None
+    if size == 0:
+        raise ModelFileError(f"{name} is empty (0 bytes), not a model file")
+    if head.startswith(_HDF5_SIGNATURE):
+        return "hdf5"
+    try:
+        archive = zipfile.ZipFile(path)
+    except zipfile.BadZipFile as error:
+        if head.startswith(_ZIP_SIGNATURES):
+            raise ModelFileError(f"{name} is a damaged or truncated zip archive ({error}; {_bytes(size)} on disk), "
+                                 f"not a whole .keras model file") from None
+        shown = " ".join(f"{byte:02x}" for byte in head[:8])
+        raise ModelFileError(f"{name} is not a Keras model file: neither a .keras (zip) archive nor an HDF5 (.h5) file "
+                             f"(it starts with the bytes {shown})") from None
+    except (OSError, ValueError, EOFError, NotImplementedError) as error:
+        raise ModelFileError(f"{name} is a damaged zip archive: {error}") from None
+    with archive:
+        members = archive.infolist()
+    if len(members) > MAX_ARCHIVE_MEMBERS:
+        raise ModelFileError(f"{name} is refused: its zip archive has {len(members):,} members, over the limit of "
+                             f"{MAX_ARCHIVE_MEMBERS:,} (a .keras model has 3 or 4)")
+    total = 0
+    for member in members:
+        total += member.file_size
+        if member.filename.lower().endswith(".json") and member.file_size > MAX_CONFIG_BYTES:
+            raise ModelFileError(f"{name} is refused: its {member.filename} would take {_bytes(member.file_size)} "
+                                 f"unpacked, over the limit of {_bytes(MAX_CONFIG_BYTES)} for a model's settings")
+        if (member.file_size > LARGE_MEMBER_BYTES
+                and member.file_size > MAX_COMPRESSION_RATIO * max(member.compress_size, 1)):
+            raise ModelFileError(f"{name} is refused: its {member.filename} would take {_bytes(member.file_size)} "
+                                 f"unpacked from {_bytes(member.compress_size)}, packed more than "
+                                 f"{MAX_COMPRESSION_RATIO} to 1 (model weights pack about 1.1 to 1)")
+    if total > MAX_ARCHIVE_BYTES:
+        raise ModelFileError(f"{name} is refused: its {len(members):,} members would take {_bytes(total)} unpacked, "
+                             f"over the limit of {_bytes(MAX_ARCHIVE_BYTES)}")
+    if "config.json" not in {member.filename for member in members}:
+        listed = ", ".join(member.filename for member in members[:5]) or "nothing"
+        raise ModelFileError(f"{name} is a zip archive without config.json (it holds {listed}), "
+                             f"not a Keras model file")
+    return "keras"
+
+
 def is_legacy_file(filepath):
     """Whether `filepath` is an HDF5 file or named like one (.h5, .hdf5): the format of keras-maskrcnn
     0.2 and keras-retinanet 1.0."""
@@ -123,23 +225,29 @@ def is_legacy_file(filepath):
 def read_metadata(filepath):
     """The metadata dict saved by `save_model`, or {} for other `.keras` files. For an old `.h5`
     file: its backbone, anchor_params, filter and legacy (kind, keras_version, num_classes), read
-    from the file (ValueError if it is not such a model)."""
+    from the file (ValueError if it is not such a model). A `.keras` file is first checked by
+    `check_model_file` (ModelFileError, a ValueError, for files that are not models or too big)."""
     if is_legacy_file(filepath):
         from .legacy_h5 import LegacyFile
 
         return LegacyFile(filepath, arrays=False).metadata()
+    check_model_file(filepath)
     try:
         with zipfile.ZipFile(filepath) as archive:
-            if METADATA_NAME in archive.namelist():
-                return json.loads(archive.read(METADATA_NAME))
-    except zipfile.BadZipFile:
-        pass
-    return {}
+            if METADATA_NAME not in archive.namelist():
+                return {}
+            metadata = json.loads(archive.read(METADATA_NAME))
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error, ValueError) as error:
+        text = " ".join(str(error).split()) or type(error).__name__
+        raise ModelFileError(f"model file {os.fspath(filepath)!r}: its {METADATA_NAME} cannot be read: {text}") from None
+    if not isinstance(metadata, dict):
+        raise ModelFileError(f"model file {os.fspath(filepath)!r}: its {METADATA_NAME} holds a "
+                             f"{type(metadata).__name__}, not an object")
+    return metadata
 
 
 def _read(filepath, custom_objects, compile):
-    if not os.path.isfile(filepath):
-        raise ValueError(f"model file {filepath!r} does not exist")
+    check_model_file(filepath)
     try:
         return keras.saving.load_model(filepath, custom_objects=custom_objects, compile=compile)
     except Exception as error:  # keras raises many types for files that are not models
