@@ -24,6 +24,11 @@ class BadImageWarning(UserWarning):
     """An unreadable image was left out or replaced; the message names the file."""
 
 
+class AnnotationWarning(UserWarning):
+    """Annotations were left out or a data set's file holds something odd (a category without
+    annotations); the message names the file and the annotations."""
+
+
 def warn(message, stacklevel=3):
     """Issues a BadImageWarning."""
     warnings.warn(message, BadImageWarning, stacklevel=stacklevel)
