@@ -1,4 +1,5 @@
-"""`maskrcnn-shapes OUTPUT_DIR --images N --size S --seed K`: writes the synthetic shapes dataset."""
+"""`maskrcnn-shapes OUTPUT_DIR --images N --size S --seed K`: writes the synthetic shapes dataset
+(`--min-object-size`, `--max-object-size`: object sizes in pixels)."""
 
 import argparse
 import sys
@@ -17,6 +18,11 @@ def parse_args(args):
     parser.add_argument("--seed", type=int, default=0, help="random seed; same arguments, same files (default 0)")
     parser.add_argument("--min-objects", type=int, default=1, help="fewest objects per image (default 1)")
     parser.add_argument("--max-objects", type=int, default=4, help="most objects per image (default 4)")
+    parser.add_argument("--min-object-size", type=float, default=None, metavar="PIXELS",
+                        help="smallest object extent in pixels (default 20%% of --size)")
+    parser.add_argument("--max-object-size", type=float, default=None, metavar="PIXELS",
+                        help="largest object extent in pixels (default 40%% of --size); e.g. --size 256 "
+                             "--min-object-size 8 --max-object-size 20 for small objects")
     quiet.add_verbose_option(parser)
     return parser.parse_args(args)
 
@@ -27,7 +33,9 @@ def main(args=None):
     try:
         annotations, classes = make_shapes_dataset(args.output_dir, images=args.images, size=args.size,
                                                    seed=args.seed, min_objects=args.min_objects,
-                                                   max_objects=args.max_objects)
+                                                   max_objects=args.max_objects,
+                                                   min_object_size=args.min_object_size,
+                                                   max_object_size=args.max_object_size)
     except ValueError as error:
         print(f"maskrcnn-shapes: error: {error}", file=sys.stderr)
         return 2

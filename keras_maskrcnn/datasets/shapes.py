@@ -7,8 +7,9 @@ Written as a CSV dataset (see keras_maskrcnn.preprocessing.csv_generator):
     OUTPUT_DIR/annotations.csv           paths relative to OUTPUT_DIR
     OUTPUT_DIR/classes.csv               circle,0 / square,1 / triangle,2
 
-Objects span 20-40 % of the image side and may overlap, but every instance keeps at least
-70 % of its area visible. The output depends only on the arguments.
+Objects span 20-40 % of the image side (or min_object_size to max_object_size pixels when
+given) and may overlap, but every instance keeps at least 70 % of its area visible. The output
+depends only on the arguments.
 """
 
 import csv
@@ -47,8 +48,27 @@ def _colour(rng, background):
             return colour
 
 
-def make_image(rng, size, min_objects=1, max_objects=4):
-    """One synthetic image: (BGR uint8 (size, size, 3), labels list, masks list of 0/1 uint8)."""
+def object_extents(size, min_object_size=None, max_object_size=None):
+    """(smallest, largest) object extent in pixels for images of `size`: the given sizes, else
+    MIN_EXTENT and MAX_EXTENT of the side; ValueError unless 1 <= smallest <= largest <= size - 2."""
+    low = MIN_EXTENT * size if min_object_size is None else float(min_object_size)
+    high = MAX_EXTENT * size if max_object_size is None else float(max_object_size)
+    if min_object_size is not None and max_object_size is None:
+        high = max(high, low)
+    if max_object_size is not None and min_object_size is None:
+        low = min(low, high)
+    if not 1 <= low <= high <= size - 2:
+        raise ValueError(f"object sizes {low:g} to {high:g} pixels do not fit {size} pixel images "
+                         f"(need 1 <= min_object_size <= max_object_size <= {size - 2})")
+    return low, high
+
+
+def make_image(rng, size, min_objects=1, max_objects=4, min_object_size=None, max_object_size=None):
+    """One synthetic image: (BGR uint8 (size, size, 3), labels list, masks list of 0/1 uint8).
+
+    Objects are min_object_size to max_object_size pixels across (default 20-40 % of `size`)."""
+    low, high = object_extents(size, min_object_size, max_object_size)
+    default = min_object_size is None and max_object_size is None
     background = rng.integers(0, 256, size=3)
     noise = rng.normal(0.0, 12.0, size=(size, size, 3))
     image = np.clip(background[None, None, :] + noise, 0, 255).astype(np.uint8)
@@ -57,7 +77,7 @@ def make_image(rng, size, min_objects=1, max_objects=4):
     for _ in range(count):
         for _attempt in range(50):
             kind = int(rng.integers(len(CLASSES)))
-            extent = rng.uniform(MIN_EXTENT, MAX_EXTENT) * size
+            extent = rng.uniform(MIN_EXTENT, MAX_EXTENT) * size if default else rng.uniform(low, high)
             margin = extent / 2.0 + 1
             center = rng.uniform(margin, size - margin, size=2)
             mask = _draw_shape((size, size), CLASSES[kind], center, extent)
@@ -76,18 +96,23 @@ def make_image(rng, size, min_objects=1, max_objects=4):
     return image, labels, masks
 
 
-def make_shapes_dataset(output_dir, images=200, size=128, seed=0, min_objects=1, max_objects=4):
-    """Writes the dataset (see the module docstring) and returns (annotations.csv, classes.csv)."""
+def make_shapes_dataset(output_dir, images=200, size=128, seed=0, min_objects=1, max_objects=4,
+                        min_object_size=None, max_object_size=None):
+    """Writes the dataset (see the module docstring) and returns (annotations.csv, classes.csv).
+
+    min_object_size, max_object_size: object extent range in pixels (default 20-40 % of `size`);
+    one alone moves the other end of the default range only as far as needed."""
     if images < 1 or size < 16:
         raise ValueError(f"need at least 1 image of at least 16 pixels, got images={images}, size={size}")
     if not 0 <= min_objects <= max_objects:
         raise ValueError(f"need 0 <= min_objects <= max_objects, got {min_objects}, {max_objects}")
+    object_extents(size, min_object_size, max_object_size)
     os.makedirs(os.path.join(output_dir, "images"), exist_ok=True)
     os.makedirs(os.path.join(output_dir, "masks"), exist_ok=True)
     rng = np.random.default_rng(seed)
     rows = []
     for index in range(images):
-        image, labels, masks = make_image(rng, size, min_objects, max_objects)
+        image, labels, masks = make_image(rng, size, min_objects, max_objects, min_object_size, max_object_size)
         image_file = f"images/{index:05d}.png"
         cv2.imwrite(os.path.join(output_dir, image_file), image)
         if not labels:

@@ -77,3 +77,18 @@ def test_argument_errors(tmp_path):
         make_shapes_dataset(str(tmp_path), images=2, size=8)
     with pytest.raises(ValueError, match="min_objects"):
         make_shapes_dataset(str(tmp_path), images=2, min_objects=3, max_objects=2)
+
+
+def test_object_size_options(tmp_path):
+    assert main([str(tmp_path / "small"), "--images", "12", "--size", "256", "--seed", "1",
+                 "--min-object-size", "8", "--max-object-size", "20"]) == 0
+    generator = CSVGenerator(str(tmp_path / "small" / "annotations.csv"), str(tmp_path / "small" / "classes.csv"))
+    sides = []
+    for index in range(generator.size()):
+        for mask in generator.load_annotations(index)["masks"]:
+            ys, xs = np.nonzero(mask)
+            sides.append(max(xs.max() - xs.min(), ys.max() - ys.min()) + 1)
+    assert len(sides) >= 12 and 7 <= min(sides) and max(sides) <= 21
+    with pytest.raises(ValueError, match="object sizes 30 to 20 pixels do not fit 256 pixel images"):
+        make_shapes_dataset(str(tmp_path / "bad"), images=1, size=256, min_object_size=30, max_object_size=20)
+    assert main([str(tmp_path / "bad"), "--size", "64", "--max-object-size", "80"]) == 2
