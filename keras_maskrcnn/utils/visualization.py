@@ -161,21 +161,23 @@ def draw_filled_mask(image, mask, color, alpha=DEFAULT_ALPHA, line_width=None):
     mask = np.asarray(mask)
     if mask.shape[:2] != image.shape[:2] or mask.ndim != 2:
         raise ValueError(f"mask shape {mask.shape} does not match image shape {image.shape[:2]}")
-    selected = mask.astype(bool, copy=False)
-    rows = np.flatnonzero(selected.any(axis=1))
-    if rows.size == 0:
+    selected = mask.view(np.uint8) if mask.dtype == bool else (mask != 0).view(np.uint8)
+    selected = np.ascontiguousarray(selected)
+    left, top, crop_width, crop_height = cv2.boundingRect(selected)
+    if crop_width == 0 or crop_height == 0:
         return
-    cols = np.flatnonzero(selected.any(axis=0))
-    top, bottom, left, right = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-    crop = selected[top:bottom, left:right]
-    region = image[top:bottom, left:right]
-    color_array = np.asarray(color, dtype=np.float32)
-    blended = (1.0 - alpha) * region[crop].astype(np.float32) + alpha * color_array
-    region[crop] = np.clip(np.round(blended), 0, 255).astype(np.uint8)
+    crop = selected[top:top + crop_height, left:left + crop_width]
+    region = image[top:top + crop_height, left:left + crop_width]
+    # the blend of every possible pixel value, per channel, applied as a lookup table
+    table = (1.0 - alpha) * np.arange(256.0)[:, None] + alpha * np.asarray(color, dtype=np.float64)[None, :]
+    table = np.clip(np.round(table), 0, 255).astype(np.uint8).reshape(1, 256, 3)
+    pixels = np.ascontiguousarray(region)
+    cv2.copyTo(cv2.LUT(pixels, table), np.ascontiguousarray(crop), pixels)
+    region[...] = pixels
     if line_width is None:
         line_width = max(1, line_width_for(image.shape) // 2)
     if line_width > 0:
-        contours, _ = cv2.findContours(crop.astype(np.uint8), cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE,
+        contours, _ = cv2.findContours(crop.copy(), cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE,
                                        offset=(int(left), int(top)))
         cv2.drawContours(image, contours, -1, tuple(int(c) for c in color), int(line_width), cv2.LINE_AA)
 
