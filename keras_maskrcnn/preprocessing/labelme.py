@@ -45,6 +45,7 @@ except ImportError:  # older layout
 from ..utils.image import UnreadableImageError, exif_orientation, image_size, read_image_bgr, to_bgr_uint8
 from .generator import Generator
 from .polygons import (
+    AnnotationWarning,
     check_polygon,
     circle_to_polygon,
     clip_polygon,
@@ -69,7 +70,7 @@ SKIPPED_TYPES = ("line", "linestrip", "point", "points")
 """Shape types that mark no region: skipped with a warning."""
 
 
-class LabelmeSkippedShapesWarning(UserWarning):
+class LabelmeSkippedShapesWarning(AnnotationWarning):
     """A labelme file holds shapes that are not regions (lines, points); the message names the file."""
 
 
@@ -316,7 +317,7 @@ class LabelmeGenerator(Generator):
             polygon, patch, box = self._read_shape(shape, shape_type, where, height, width)
             if box[2] <= box[0] or box[3] <= box[1]:
                 warnings.warn(f"{where}: the shape has no area inside the {width}x{height} picture; skipped",
-                              stacklevel=3)
+                              AnnotationWarning, stacklevel=3)
                 continue
             if label == IGNORE:
                 ignore.append(box)

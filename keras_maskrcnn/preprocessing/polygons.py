@@ -17,14 +17,23 @@ import warnings
 import numpy as np
 from pycocotools import mask as mask_utils
 
+try:
+    from .bad_images import AnnotationWarning
+except ImportError:  # before bad_images had it
+    AnnotationWarning = UserWarning
+
 CIRCLE_TOLERANCE = 0.1
 """The most a circle's polygon strays from the circle, in pixels (the gap between arc and chord)."""
 
 CIRCLE_MIN_VERTICES = 16
 """The fewest vertices of a circle's polygon."""
 
+CLIP_TOLERANCE = 1.0
+"""Points up to this many pixels outside the picture are clipped without a warning (tools often
+put border points half a pixel out)."""
 
-class PolygonClippedWarning(UserWarning):
+
+class PolygonClippedWarning(AnnotationWarning):
     """A polygon had points outside its picture; the message names the annotation."""
 
 
@@ -57,14 +66,16 @@ def check_polygon(flat, where):
     return values
 
 
-def clip_polygon(flat, height, width, where):
+def clip_polygon(flat, height, width, where, tolerance=CLIP_TOLERANCE):
     """The polygon's points clipped to the (height, width) picture: (2 K,) float64; warns
-    (PolygonClippedWarning naming `where`) if any point lay outside [0, width] x [0, height].
+    (PolygonClippedWarning naming `where`) if any point lay more than `tolerance` pixels outside
+    [0, width] x [0, height] (points closer than that are clipped without a word).
 
     Args:
         flat: [x1, y1, x2, y2, ...] in pixels.
         height, width: the picture's size in pixels.
         where: the annotation, for the warning.
+        tolerance: pixels a point may lie outside the picture without a warning.
 
     Returns:
         (2 K,) float64 array of clipped coordinates.
@@ -73,7 +84,7 @@ def clip_polygon(flat, height, width, where):
     clipped = values.copy()
     clipped[0::2] = np.clip(clipped[0::2], 0.0, float(width))
     clipped[1::2] = np.clip(clipped[1::2], 0.0, float(height))
-    outside = int(np.count_nonzero((clipped != values).reshape(-1, 2).any(axis=1)))
+    outside = int(np.count_nonzero((np.abs(clipped - values) > tolerance).reshape(-1, 2).any(axis=1)))
     if outside:
         warnings.warn(f"{where}: {outside} point(s) of the polygon lie outside the {width}x{height} picture; "
                       f"clipped to it", PolygonClippedWarning, stacklevel=2)

@@ -78,12 +78,14 @@ def test_check_polygon_errors_name_the_annotation():
 
 def test_clip_polygon_warns_naming_the_annotation():
     with pytest.warns(PolygonClippedWarning, match=r"^f\.json: shapes\[1\]: 2 point\(s\) .* outside the 20x10 picture"):
-        clipped = clip_polygon([-1, 2, 25, 3, 10, 10], 10, 20, "f.json: shapes[1]")
+        clipped = clip_polygon([-1.5, 2, 25, 3, 10, 10.5], 10, 20, "f.json: shapes[1]")
     np.testing.assert_array_equal(clipped, [0, 2, 20, 3, 10, 10])
     import warnings
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         np.testing.assert_array_equal(clip_polygon([0, 0, 20, 0, 20, 10], 10, 20, "w"), [0, 0, 20, 0, 20, 10])
+        # within a pixel of the border: clipped without a word
+        np.testing.assert_array_equal(clip_polygon([-0.5, 0, 21, 0, 20, 10.75], 10, 20, "w"), [0, 0, 20, 0, 20, 10])
 
 
 def test_rectangle_circle_and_box_helpers():

@@ -36,7 +36,7 @@ except ImportError:  # older layout
     from ..utils.eval import progress
 from ..utils.image import UnreadableImageError, image_size, read_image_bgr
 from .generator import Generator
-from .polygons import check_polygon, polygon_box, polygons_to_mask
+from .polygons import AnnotationWarning, check_polygon, polygon_box, polygons_to_mask
 
 PROGRESS_IMAGES = 1000
 """From this many pictures on, reading their labels and headers shows a progress bar."""
@@ -224,7 +224,7 @@ def read_label_file(path, num_classes, names_file="data.yaml"):
         seen.add(key)
         objects.append((label, polygon, number))
     if duplicates:
-        warnings.warn(f"{path}: {duplicates} duplicate line(s) left out", stacklevel=2)
+        warnings.warn(f"{path}: {duplicates} duplicate line(s) left out", AnnotationWarning, stacklevel=2)
     return objects
 
 
