@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from ..utils.anchors import anchors_for_shape, compute_gt_annotations
-from ..utils.eval import progress
+from ..utils.progress import progress
 from ..utils.image import resize_mask
 from ..utils.transform import random_transform_generator
 from ..utils.visualization import draw_annotations, draw_box, draw_boxes, draw_caption

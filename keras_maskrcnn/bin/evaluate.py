@@ -1,7 +1,12 @@
-"""`maskrcnn-evaluate`: evaluates a trained model on a COCO or CSV data set.
+"""`maskrcnn-evaluate`: how good a trained model is on a data set of any type.
 
-    maskrcnn-evaluate [options] coco PATH MODEL      (pycocotools COCOeval, bbox and segm)
-    maskrcnn-evaluate [options] csv ANNOTATIONS CLASSES MODEL   (per-class mask AP and mAP)
+    maskrcnn-evaluate [options] coco PATH MODEL
+    maskrcnn-evaluate [options] csv ANNOTATIONS CLASSES MODEL
+
+Prints pycocotools' COCOeval summaries (segm and bbox), a per-class table (COCO mask and box AP,
+instances, images, and the seed's mask mAP@0.5) and the seed's per-class lines and mAP. With
+--save-path D it writes metrics.json, per_class.csv, detections.json, pr_curves.png,
+f1_curve.png, confusion_matrix.png and worst/*.png (ground truth beside predictions) into D.
 """
 
 import argparse
@@ -16,24 +21,33 @@ def parse_args(args):
     """(parser, arguments); exits through parser.error on bad arguments."""
     parser = argparse.ArgumentParser(
         prog="maskrcnn-evaluate",
-        description="Evaluate a Mask R-CNN model: per-class mask AP (CSV) or COCOeval bbox and segm (COCO).")
+        description="Evaluate a Mask R-CNN model: COCOeval segm and bbox overall and per class, the seed's "
+                    "mask mAP@0.5, and with --save-path the metrics files, curves, confusion matrix and "
+                    "pictures of the worst images.")
     subparsers = common.dataset_subparsers(parser, coco_model=True, csv_model=True, coco_set="val2017")
     flags = common.FlagAdder(parser, subparsers)
     common.add_loaded_model_flags(flags)
     flags.add("--score-threshold", type=common.unit_float, default=0.05,
               help="minimum detection score (default 0.05)")
     flags.add("--iou-threshold", type=common.unit_float, default=0.5,
-              help="mask IoU for a detection to count as found, CSV only (default 0.5)")
+              help="mask IoU for a detection to count as found in the seed's per-class mAP (default 0.5)")
     flags.add("--max-detections", type=common.positive_int, default=100, help="detections per image (default 100)")
     flags.add("--binarize-threshold", type=common.unit_float, default=0.5,
               help="mask probability from which a pixel is foreground (default 0.5)")
-    flags.add("--save-path", help="CSV: folder for pictures with annotations and detections; "
-                                  "COCO: folder (or .json file) for the results JSON")
+    flags.add("--save-path", help="folder for metrics.json, per_class.csv, detections.json, pr_curves.png, "
+                                  "f1_curve.png, confusion_matrix.png and worst/ (pictures of the worst images); "
+                                  "a path ending in .json writes only the detections there")
+    flags.add("--worst", type=common.non_negative_int, default=8,
+              help="pictures of this many worst images (most missed and false detections) with --save-path "
+                   "(default 8)")
+    flags.add("--confusion-threshold", type=common.unit_float, default=None,
+              help="score from which detections count in the confusion matrix and the worst pictures "
+                   "(default: the threshold of the best mask F1)")
     common.add_image_size(flags, None, None)
     common.add_pad_multiple(flags)
     flags.add("--config", help="a .ini file with an [anchor_parameters] section (default: the model's own)")
     flags.add("--weighted-average", action="store_true",
-              help="weight the per-class AP by instance counts in the mAP (CSV)")
+              help="weight the per-class AP by instance counts in the seed's mAP")
     flags.add("--skip-bad-images", action="store_true",
               help="evaluate on the images that can be read, leaving out with a warning those that cannot "
                    "(default: stop, since a metric over fewer images is not the data set's)")
@@ -49,17 +63,28 @@ def parse_args(args):
     return parser, args
 
 
-def print_average_precisions(generator, average_precisions, weighted=False):
-    """Prints `N instances of class NAME with average precision: AP` per class and the mAP;
-    returns the mAP."""
-    from ..utils.eval import mean_average_precision
+def print_average_precisions(names, average_precisions, weighted=False):
+    """Prints the seed's measure: `N instances of class NAME with average precision: AP` per
+    class of {label: name} and `mAP: X`; returns the mAP."""
+    from ..evaluation.average_precision import mean_average_precision
 
+    print("Mask mAP@0.5 (keras-retinanet's definition, as earlier versions printed it):")
     for label, (average_precision, count) in average_precisions.items():
-        print(f"{count:.0f} instances of class {generator.label_to_name(label)} "
-              f"with average precision: {average_precision:.4f}")
+        print(f"{count:.0f} instances of class {names[label]} with average precision: {average_precision:.4f}")
     mean_ap = mean_average_precision(average_precisions, weighted=weighted)
     print(f"mAP: {mean_ap:.4f}")
     return mean_ap
+
+
+def settings(args):
+    """What metrics.json records of the run: model, data set and thresholds."""
+    dataset = {key: getattr(args, key) for key in ("dataset_type", "coco_path", "coco_set", "images", "annotations", "classes",
+                                                         "folder", "data_yaml", "split")
+               if getattr(args, key, None) is not None}
+    return {"model": args.model, "dataset": dataset, "backbone": args.backbone,
+            "score_threshold": args.score_threshold, "max_detections": args.max_detections,
+            "binarize_threshold": args.binarize_threshold, "iou_threshold": args.iou_threshold,
+            "image_min_side": args.image_min_side, "image_max_side": args.image_max_side}
 
 
 STOP_HINT = ("a metric over the other images would not be the data set's; fix or remove them, or pass "
@@ -108,21 +133,26 @@ def main(args=None):
         parser.error(str(error))
     common.require_masks(parser, model, args.model)
 
+    from ..evaluation.reports import format_table, per_class_rows, write_json
+    from ..evaluation.run import evaluate_model, write_reports
+
     try:
-        if args.dataset_type == "coco":
-            from ..utils.coco_eval import evaluate_coco
-
-            evaluate_coco(generator, model, threshold=args.score_threshold, save_path=args.save_path,
-                          binarize_threshold=args.binarize_threshold)
-        else:
-            from ..utils.eval import evaluate
-
-            average_precisions = evaluate(generator, model, iou_threshold=args.iou_threshold,
-                                          score_threshold=args.score_threshold, max_detections=args.max_detections,
-                                          binarize_threshold=args.binarize_threshold, save_path=args.save_path)
-            print_average_precisions(generator, average_precisions, weighted=args.weighted_average)
+        evaluation = evaluate_model(generator, model, score_threshold=args.score_threshold,
+                                    max_detections=args.max_detections, binarize_threshold=args.binarize_threshold,
+                                    iou_threshold=args.iou_threshold, verbose=True)
     except UnreadableImageError as error:
         sys.exit(f"maskrcnn-evaluate: error: {error}; {STOP_HINT}")
+    print()
+    print(format_table(per_class_rows(evaluation.metrics, evaluation.seed_by_name())))
+    print()
+    print_average_precisions(evaluation.names, evaluation.seed, weighted=args.weighted_average)
+    if args.save_path and str(args.save_path).endswith(".json"):
+        from ..evaluation.coco_metrics import coco_results
+
+        print(f"wrote {write_json(args.save_path, coco_results(evaluation.records, evaluation.names))}")
+    elif args.save_path:
+        write_reports(args.save_path, generator, evaluation, settings=settings(args), worst=args.worst,
+                      confusion_threshold=args.confusion_threshold)
     if len(generator.bad_images):
         left_out = generator.bad_images.messages().values()
         print(f"Evaluated on {total - len(left_out)} of {total} images; left out as unreadable:\n{listing(left_out)}")

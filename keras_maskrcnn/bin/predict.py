@@ -21,7 +21,8 @@ import os
 import cv2
 
 from ..runtimes import RUNTIMES, MissingRuntime, load_artifact, read_export_metadata, runtime_for_path
-from ..utils.eval import encode_masks, predict_image, progress
+from ..utils.eval import encode_masks, predict_image
+from ..utils.progress import progress
 from ..preprocessing.bad_images import listing
 from ..preprocessing.bad_images import warn as warn_bad_image
 from ..utils.image import UnreadableImageError, image_size, read_image_bgr, resize_image

@@ -466,7 +466,8 @@ def create_callbacks(args, train, prediction, validation, metadata, train_genera
         if args.dataset_type == "coco":
             from ..callbacks.coco import CocoEval
 
-            callbacks.append(CocoEval(validation, prediction_model=prediction, tensorboard=tensorboard))
+            callbacks.append(CocoEval(validation, prediction_model=prediction, tensorboard=tensorboard,
+                                      max_detections=args.max_detections))
         else:
             from ..callbacks.eval import Evaluate
 
@@ -550,6 +551,9 @@ def main(args=None):
                                      snapshot_metadata(args, anchor_params, classes), train_generator=train_generator,
                                      chief=workers is None or workers.is_chief)
         validation_data = EpochData(validation_generator) if args.compute_val_loss else None
+        from ..callbacks.eval import TrainingCurves
+
+        callbacks.append(TrainingCurves(log))
         data, steps = EpochData(train_generator, args.steps), None
         if workers is not None:
             data, steps, more = worker_data(workers, train, train_generator, args.steps)

@@ -1,6 +1,8 @@
 """Tests of the Evaluate and CocoEval callbacks inside a real keras fit."""
 
+import csv
 import importlib.util
+import json
 import os
 
 import keras
@@ -8,9 +10,8 @@ import numpy as np
 import pytest
 
 from keras_maskrcnn.callbacks.coco import CocoEval
-from keras_maskrcnn.callbacks.eval import Evaluate
-from keras_maskrcnn.utils.coco_eval_test import StubCocoGenerator
-from keras_maskrcnn.utils.eval_test import EmptyModel, GroundTruthModel, StubGenerator, shape_scenes
+from keras_maskrcnn.callbacks.eval import Evaluate, TrainingCurves
+from keras_maskrcnn.evaluation.average_precision_test import EmptyModel, GroundTruthModel, StubGenerator, shape_scenes
 
 HAS_TENSORBOARD = importlib.util.find_spec("tensorboard") is not None
 
@@ -64,6 +65,23 @@ def test_evaluate_callback_without_tensorboard_package_warns(tmp_path):
     assert history.history["mAP"] == [pytest.approx(1.0)]
 
 
+def test_evaluate_callback_logs_coco_mask_ap_to_the_csv_log_and_draws_training_curves(tmp_path):
+    generator = StubGenerator(shape_scenes())
+    log = tmp_path / "log.csv"
+    evaluate = Evaluate(generator, prediction_model=GroundTruthModel(generator), verbose=0,
+                        save_path=str(tmp_path / "evaluation"))
+    curves = TrainingCurves(str(log))
+    _fit([evaluate, keras.callbacks.CSVLogger(str(log)), curves], epochs=2)
+    with open(log) as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["epoch"] for row in rows] == ["0", "1"]
+    assert all(float(row["segm_AP50"]) == pytest.approx(1.0) for row in rows)
+    assert all(0.95 < float(row["segm_AP"]) <= 1.0 for row in rows)
+    assert curves.written == str(tmp_path / "training_curves.png")
+    assert (tmp_path / "training_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert json.loads((tmp_path / "evaluation" / "metrics.json").read_text())["settings"] == {"epoch": 2}
+
+
 def test_evaluate_callback_weighted_average_and_quiet(tmp_path, capsys):
     scenes = shape_scenes()
     generator = StubGenerator(scenes)
@@ -91,8 +109,8 @@ def test_evaluate_callback_defaults_to_the_fitted_model():
 
 
 def test_coco_eval_callback_logs_named_stats(tmp_path):
-    generator = StubCocoGenerator(shape_scenes(), str(tmp_path))
-    coco_eval = CocoEval(generator, prediction_model=GroundTruthModel(generator))
+    generator = StubGenerator(shape_scenes())
+    coco_eval = CocoEval(generator, prediction_model=GroundTruthModel(generator), verbose=0)
     history = _fit([coco_eval], epochs=1)
     for prefix in ("segm", "bbox"):
         for name in ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs",

@@ -1,41 +1,38 @@
 """Per-epoch COCO evaluation (bbox and segm) as a Keras callback."""
 
-import keras
-
-from ..utils.coco_eval import COCO_STAT_NAMES, evaluate_coco
-from .eval import model_to_run, write_scalars
+from ..evaluation.coco_metrics import COCO_STAT_NAMES
+from .eval import Evaluate
 
 
-class CocoEval(keras.callbacks.Callback):
-    """Runs pycocotools COCOeval at the end of every epoch.
+class CocoEval(Evaluate):
+    """Runs pycocotools COCOeval at the end of every epoch (any data set type).
 
-    generator: a COCO generator. prediction_model: the model to run; default the model being
-    fitted. Stores in logs 'segm_AP', 'segm_AP50', ... 'segm_ARl' and the same for 'bbox_'
-    (the 12 COCOeval stats each), plus 'mAP' = segm AP; also writes them into the TensorBoard
-    callback's log directory when given. threshold: minimum detection score.
+    generator: the evaluation generator. prediction_model: the model to run; default the model
+    being fitted. Stores in logs 'segm_AP', 'segm_AP50', ... 'segm_ARl' and the same for 'bbox_'
+    (the 12 COCOeval stats each; 0 where there is no ground truth), plus 'mAP' = segm AP; also
+    writes them into the TensorBoard callback's log directory when given. threshold: minimum
+    detection score. verbose: 1 prints pycocotools' mask AP and AP50.
     """
 
     def __init__(self, generator, prediction_model=None, tensorboard=None, threshold=0.05,
-                 save_path=None, binarize_threshold=0.5):
-        super().__init__()
-        self.generator = generator
-        self.prediction_model = prediction_model
-        self.tensorboard = tensorboard
+                 save_path=None, binarize_threshold=0.5, max_detections=100, verbose=1):
+        super().__init__(generator, score_threshold=threshold, max_detections=max_detections,
+                         save_path=save_path, tensorboard=tensorboard, verbose=verbose,
+                         prediction_model=prediction_model, binarize_threshold=binarize_threshold)
         self.threshold = threshold
-        self.save_path = save_path
-        self.binarize_threshold = binarize_threshold
         self.stats = None
 
-    def on_epoch_end(self, epoch, logs=None):
-        logs = logs if logs is not None else {}
-        model = model_to_run(self)
-        self.stats = evaluate_coco(self.generator, model, threshold=self.threshold,
-                                   save_path=self.save_path,
-                                   binarize_threshold=self.binarize_threshold)
+    def values(self, evaluation):
         values = {}
         for iou_type in ("segm", "bbox"):
-            for name, value in zip(COCO_STAT_NAMES, self.stats[iou_type]):
-                values[f"{iou_type}_{name}"] = float(value)
+            for name in COCO_STAT_NAMES:
+                value = evaluation.metrics[iou_type][name]
+                values[f"{iou_type}_{name}"] = 0.0 if value is None else float(value)
+        self.stats = {iou_type: [values[f"{iou_type}_{name}"] for name in COCO_STAT_NAMES]
+                      for iou_type in ("segm", "bbox")}
         values["mAP"] = values["segm_AP"]
-        logs.update(values)
-        write_scalars(self.tensorboard, values, epoch)
+        return values
+
+    def report(self, evaluation, values):
+        print(f"mask AP (COCO): {values['segm_AP']:.4f}, AP50: {values['segm_AP50']:.4f}; "
+              f"box AP: {values['bbox_AP']:.4f}, AP50: {values['bbox_AP50']:.4f}")

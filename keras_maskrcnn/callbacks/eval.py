@@ -1,4 +1,4 @@
-"""Per-epoch mask mAP evaluation (CSV-style data sets) as a Keras callback."""
+"""Per-epoch evaluation as a Keras callback: the seed's mask mAP@0.5 and COCO's mask AP and AP50."""
 
 import importlib.util
 import os
@@ -6,7 +6,7 @@ import warnings
 
 import keras
 
-from ..utils.eval import evaluate, mean_average_precision
+from ..evaluation.run import evaluate_model, write_reports
 
 _WRITERS = {}
 
@@ -52,14 +52,20 @@ def model_to_run(callback):
 
 
 class Evaluate(keras.callbacks.Callback):
-    """Evaluates per-class mask AP at the end of every epoch; stores logs['mAP'].
+    """Evaluates the model on a generator at the end of every epoch, in one pass over it.
 
-    generator: the evaluation generator. prediction_model: the model to run (outputs ending in
-    boxes, scores, labels, masks); default the model being fitted, which is only right when that
-    model already is a prediction model. tensorboard: a keras.callbacks.TensorBoard whose log
-    directory also receives 'mAP' (a TensorBoard callback listed after this one picks up
-    logs['mAP'] anyway). weighted_average: weight classes by their instance counts.
-    verbose: 1 prints per-class AP with instance counts and the mAP.
+    Stores in the epoch's logs 'mAP' (the seed's per-class mask AP at iou_threshold, averaged
+    over classes), 'segm_AP' and 'segm_AP50' (pycocotools' mask AP over IoU 0.5:0.95 and at 0.5),
+    so that they reach the CSV log and TensorBoard.
+
+    generator: the evaluation generator (any data set type). prediction_model: the model to run
+    (outputs ending in boxes, scores, labels, masks); default the model being fitted, which is
+    only right when that model already is a prediction model. tensorboard: a
+    keras.callbacks.TensorBoard whose log directory also receives the values (a TensorBoard
+    callback listed after this one picks up the logs anyway). weighted_average: weight classes by
+    their instance counts in 'mAP'. verbose: 1 prints per-class AP with instance counts, the mAP
+    and the COCO mask AP. save_path: a folder where the evaluation reports (metrics.json, curves,
+    ...) of the latest epoch are written, or None.
     """
 
     def __init__(self, generator, iou_threshold=0.5, score_threshold=0.05, max_detections=100,
@@ -77,19 +83,50 @@ class Evaluate(keras.callbacks.Callback):
         self.prediction_model = prediction_model
         self.binarize_threshold = binarize_threshold
         self.mean_ap = None
+        self.evaluation = None
+
+    def values(self, evaluation):
+        """{log name: value} of one evaluation."""
+        return {"mAP": self.mean_ap, "segm_AP": evaluation.metrics["segm"]["AP"] or 0.0,
+                "segm_AP50": evaluation.metrics["segm"]["AP50"] or 0.0}
+
+    def report(self, evaluation, values):
+        """Prints the epoch's results (verbose)."""
+        for name, (average_precision, count) in evaluation.seed_by_name().items():
+            print(f"{count:.0f} instances of class {name} with average precision: {average_precision:.4f}")
+        print(f"mAP: {self.mean_ap:.4f}")
+        print(f"mask AP (COCO): {values['segm_AP']:.4f}, AP50: {values['segm_AP50']:.4f}")
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
         model = model_to_run(self)
-        average_precisions = evaluate(
-            self.generator, model, iou_threshold=self.iou_threshold,
-            score_threshold=self.score_threshold, max_detections=self.max_detections,
-            binarize_threshold=self.binarize_threshold, save_path=self.save_path)
-        self.mean_ap = mean_average_precision(average_precisions, weighted=self.weighted_average)
+        self.evaluation = evaluate_model(
+            self.generator, model, score_threshold=self.score_threshold, max_detections=self.max_detections,
+            binarize_threshold=self.binarize_threshold, iou_threshold=self.iou_threshold)
+        self.mean_ap = self.evaluation.seed_map(weighted=self.weighted_average)
+        values = self.values(self.evaluation)
         if self.verbose:
-            for label, (average_precision, count) in average_precisions.items():
-                print(f"{count:.0f} instances of class {self.generator.label_to_name(label)} "
-                      f"with average precision: {average_precision:.4f}")
-            print(f"mAP: {self.mean_ap:.4f}")
-        logs["mAP"] = self.mean_ap
-        write_scalars(self.tensorboard, {"mAP": self.mean_ap}, epoch)
+            self.report(self.evaluation, values)
+        if self.save_path is not None:
+            write_reports(self.save_path, self.generator, self.evaluation, settings={"epoch": epoch + 1},
+                          log=print if self.verbose else (lambda line: None))
+        logs.update(values)
+        write_scalars(self.tensorboard, values, epoch)
+
+
+class TrainingCurves(keras.callbacks.Callback):
+    """Draws training_curves.png (every loss and metric of a CSV log against the epoch) beside
+    the log at the end of every epoch; list it after the keras.callbacks.CSVLogger writing
+    `csv_path`. Without matplotlib it says once that the plot is skipped."""
+
+    def __init__(self, csv_path, path=None):
+        super().__init__()
+        self.csv_path = str(csv_path)
+        self.path = path
+        self.written = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        from ..evaluation.reports import plot_training_curves
+
+        if os.path.isfile(self.csv_path):
+            self.written = plot_training_curves(self.csv_path, self.path)

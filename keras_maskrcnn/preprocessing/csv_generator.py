@@ -20,7 +20,7 @@ import warnings
 
 import numpy as np
 
-from ..utils.eval import progress
+from ..utils.progress import progress
 from ..utils.image import UnreadableImageError, image_size, read_image_bgr, read_mask
 from .generator import Generator
 

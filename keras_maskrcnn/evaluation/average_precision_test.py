@@ -1,4 +1,5 @@
-"""Tests of the CSV-style mask AP evaluation, plus fakes shared by the other evaluation tests."""
+"""Tests of the seed's mask mAP@0.5 and of the pass over a data set, plus fakes shared by the
+other evaluation tests."""
 
 import csv
 import os
@@ -7,9 +8,10 @@ import cv2
 import numpy as np
 import pytest
 
-from keras_maskrcnn.utils.eval import (
-    _compute_ap, _get_annotations, compute_average_precisions, encode_masks, evaluate,
-    mask_iou, mean_average_precision, predict_image)
+from keras_maskrcnn.evaluation.average_precision import (
+    _compute_ap, compute_average_precisions, evaluate, mean_average_precision)
+from keras_maskrcnn.evaluation.records import collect
+from keras_maskrcnn.utils.eval import encode_masks, mask_iou, predict_image
 from keras_maskrcnn.utils.masks import roi_mask_targets
 
 MASK_SIZE = 28
@@ -289,12 +291,8 @@ def _csv_generator(tmp_path, scenes):
 def test_evaluate_with_ground_truth_model(tmp_path):
     scenes = shape_scenes()
     generator = _csv_generator(tmp_path, scenes)
-    save_path = tmp_path / "pictures"
-    result = evaluate(generator, GroundTruthModel(generator), save_path=str(save_path))
+    result = evaluate(generator, GroundTruthModel(generator))
     assert result == {0: (pytest.approx(1.0), 4), 1: (pytest.approx(1.0), 3)}
-    pictures = sorted(os.listdir(save_path))
-    assert pictures == ["0.png", "1.png", "2.png"]
-    assert cv2.imread(str(save_path / "0.png")).shape == scenes[0][0].shape
 
 
 def test_evaluate_with_shifted_and_empty_models(tmp_path):
@@ -311,12 +309,17 @@ def test_evaluate_with_shifted_and_empty_models(tmp_path):
     assert result == {0: (0.0, 4), 1: (0.0, 3)}
 
 
-def test_get_annotations_encodes_masks():
+def test_collect_keeps_ground_truth_and_detections_as_rle():
     generator = StubGenerator(shape_scenes())
-    annotations = _get_annotations(generator)
-    assert len(annotations) == 3
-    assert [len(a["masks"]) for a in annotations] == [2, 2, 3]
-    assert annotations[2]["masks"][0]["size"] == [50, 90]
+    records = collect(generator, GroundTruthModel(generator))
+    assert len(records) == 3
+    assert [len(r.gt_rles) for r in records] == [2, 2, 3]
+    assert [len(r.rles) for r in records] == [2, 2, 3]
+    assert records[2].gt_rles[0]["size"] == [50, 90] and records[2].rles[0]["size"] == [50, 90]
+    assert (records[2].height, records[2].width) == (50, 90)
+    assert [r.image_id for r in records] == [1, 2, 3]
+    np.testing.assert_allclose(records[0].boxes, records[0].gt_boxes, atol=1e-4)
+    assert np.all(np.diff(records[2].scores) <= 0)
 
 
 def test_evaluate_raises_on_an_unreadable_image_or_leaves_it_out(tmp_path):
