@@ -125,7 +125,11 @@ def test_evaluate_csv_prints_per_class_ap_and_map(trained, data, capsys, tmp_pat
     for name in CLASSES:
         assert f"instances of class {name} with average precision: " in output
     assert "mAP: " in output
-    assert sorted(os.listdir(tmp_path)) == ["0.png", "1.png"]
+    assert "mask AP50" in output and "Evaluating segm" in output
+    assert {"metrics.json", "per_class.csv", "detections.json", "pr_curves.png", "f1_curve.png",
+            "confusion_matrix.png"} <= set(os.listdir(tmp_path))
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert set(metrics["segm"]["per_class"]) == set(CLASSES) and metrics["settings"]["model"] == snapshot
 
 
 def test_evaluate_coco_prints_cocoeval_summaries(trained, data, capsys, tmp_path):
