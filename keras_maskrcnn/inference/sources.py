@@ -249,7 +249,9 @@ def _capture_info(capture):
 
 def video_info(path):
     """(fps, width, height, frame_count) of a video file, camera index or stream URL; fps and
-    frame_count are None when the video does not say (cameras, live streams).
+    frame_count are None when the video does not say (cameras, live streams). For files, width
+    and height are those of the first decoded frame (turned by the video's rotation metadata,
+    as the frames come), for cameras and streams what the device or stream announces.
 
     Raises:
         SourceError (a ValueError): the file does not exist or cannot be opened, or no such camera.
@@ -266,7 +268,14 @@ def video_info(path):
             source = Source("video", path)
     capture = _open_capture(source)
     try:
-        return _capture_info(capture)
+        fps, width, height, count = _capture_info(capture)
+        if source.kind == "video":
+            # the decoded frame's size: OpenCV turns phone videos by their rotation metadata,
+            # which the header's width and height may not show
+            ok, image = capture.read()
+            if ok and image is not None and image.size:
+                height, width = image.shape[:2]
+        return fps, width, height, count
     finally:
         capture.release()
 
@@ -304,8 +313,7 @@ def _video_frames(source, vid_stride, max_frames):
             if wanted:
                 if image.ndim == 2:
                     image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-                if size is None:
-                    size = (image.shape[1], image.shape[0])
+                size = (image.shape[1], image.shape[0])  # as decoded (turned by rotation metadata)
                 yielded += 1
                 yield Frame(image, source.path, index, None, fps, size)
             index += 1
