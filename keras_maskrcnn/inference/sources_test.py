@@ -223,6 +223,22 @@ def test_broken_frames_in_the_middle_give_error_frames(monkeypatch, video):
         (0, True), (3, True), (6, False), (9, True)]
 
 
+def test_a_corrupted_frame_of_a_real_file_gives_one_error_frame(tmp_path):
+    """A Motion JPEG .avi whose 11th JPEG is overwritten: FFmpeg cannot decode frame 10."""
+    path = write_video(tmp_path / "clip.avi", frames=30, fourcc="MJPG")
+    data = bytearray(open(path, "rb").read())
+    starts = [index for index in range(len(data) - 1) if data[index] == 0xFF and data[index + 1] == 0xD8]
+    assert len(starts) == 30
+    data[starts[10]:starts[10] + 200] = bytes(200)
+    broken = str(tmp_path / "broken.avi")
+    with open(broken, "wb") as handle:
+        handle.write(data)
+    frames = list(iter_frames(broken))
+    assert [frame.frame for frame in frames] == list(range(30))
+    assert [frame.frame for frame in frames if frame.error] == [10]
+    np.testing.assert_allclose(frames[11].image.mean(), 88.0, atol=4.0)  # the frames after it are read
+
+
 def test_a_video_ending_before_its_header_count_warns_and_stops(monkeypatch, video):
     fake(monkeypatch, FakeCapture(12, count=40))
     with pytest.warns(UserWarning, match="ended at frame 12, before the 40 frames"):
