@@ -1,15 +1,18 @@
 import base64
+import contextlib
 import io
 import json
 import math
+import os
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from keras_maskrcnn.preprocessing.labelme import LabelmeGenerator, LabelmeSkippedShapesWarning, read_labelme_classes
-from keras_maskrcnn.preprocessing.polygons import circle_to_polygon, polygon_box
+from keras_maskrcnn.preprocessing.polygons import PolygonClippedWarning, circle_to_polygon, polygon_box
 from keras_maskrcnn.preprocessing.polygons_test import coco_masks
 from keras_maskrcnn.utils.image import UnreadableImageError
 
@@ -280,3 +283,54 @@ def test_missing_pictures_raise_or_are_left_out(tmp_path):
     assert set(generator.unreadable) == {str(folder / "b.png"), str(folder / "c.png")}
     assert "c.json: image file" in generator.unreadable[str(folder / "c.png")]
     assert len(generator.bad_images) == 2
+
+
+TINYCOCO = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "tinycoco"
+
+
+def test_tinycoco_as_labelme_gives_cocos_masks(tmp_path):
+    """COCO's val set written as labelme files (a polygon shape per polygon, the polygons of one
+    object sharing a group_id, crowds as __ignore__ rectangles): every object, class and mask is
+    COCO's, every mask equal to pycocotools' annToMask."""
+    annotations_file = TINYCOCO / "annotations" / "instances_val2017.json"
+    if not annotations_file.is_file():
+        pytest.skip(f"tinycoco not found at {TINYCOCO}")
+    coco = json.loads(annotations_file.read_text())
+    names = {c["id"]: c["name"] for c in coco["categories"]}
+    reference = {}
+    for image in coco["images"]:
+        shapes, expected = [], []
+        for annotation in (a for a in coco["annotations"] if a["image_id"] == image["id"]):
+            if annotation["iscrowd"]:
+                x, y, w, h = annotation["bbox"]
+                shapes.append(shape("__ignore__", [(x, y), (x + w, y + h)], "rectangle"))
+                continue
+            group = annotation["id"] if len(annotation["segmentation"]) > 1 else None
+            for polygon in annotation["segmentation"]:
+                shapes.append(shape(names[annotation["category_id"]], np.reshape(polygon, (-1, 2)).tolist(),
+                                    group_id=group))
+            expected.append(annotation)
+        picture_file = TINYCOCO / "images" / "val2017" / image["file_name"]
+        json_file = tmp_path / "lm" / (Path(image["file_name"]).stem + ".json")
+        write_labelme(json_file, os.path.relpath(picture_file, json_file.parent), shapes,
+                      height=image["height"], width=image["width"])
+        reference[str(json_file)] = (image, expected)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PolygonClippedWarning)
+        generator = build(tmp_path / "lm")
+    assert generator.size() == len(coco["images"])
+    from pycocotools.coco import COCO
+    with contextlib.redirect_stdout(io.StringIO()):
+        api = COCO(str(annotations_file))
+    objects = 0
+    for index, json_file in enumerate(generator.json_files):
+        image, expected = reference[json_file]
+        loaded = generator.load_annotations(index)
+        assert [generator.label_to_name(label) for label in loaded["labels"]] == [
+            names[a["category_id"]] for a in expected]
+        for mask, annotation in zip(loaded["masks"], expected):
+            np.testing.assert_array_equal(mask, api.annToMask(annotation))
+        objects += len(expected)
+        crowds = [a for a in api.loadAnns(api.getAnnIds(imgIds=image["id"])) if a["iscrowd"]]
+        assert len(loaded["ignore_bboxes"]) == len(crowds)
+    assert objects == sum(1 for a in coco["annotations"] if not a["iscrowd"])

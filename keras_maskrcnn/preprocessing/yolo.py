@@ -47,6 +47,9 @@ IMAGE_SUFFIXES = (".bmp", ".jpeg", ".jpg", ".mpo", ".png", ".tif", ".tiff", ".we
 TOLERANCE = 0.01
 """Normalised coordinates may stray this far outside 0..1 (ultralytics allows the same)."""
 
+PIXEL_DECIMALS = 9
+"""Denormalised coordinates are rounded to this many decimals of a pixel (see pixel_polygons)."""
+
 
 def label_path(image_path):
     """The label file of a picture by ultralytics' rule: the last "/images/" of the path becomes
@@ -315,10 +318,16 @@ class YoloGenerator(Generator):
         return image
 
     def pixel_polygons(self, image_index):
-        """The objects' polygons in pixels: list of (label, (2 K,) float64, label file line)."""
+        """The objects' polygons in pixels: list of (label, (2 K,) float64, label file line).
+
+        Coordinates are x * width and y * height rounded to PIXEL_DECIMALS decimals: the rounding
+        removes the floating-point noise of the product (342.29999999999995 for 342.3), which
+        pycocotools would otherwise round to the other side of a pixel boundary, so that a polygon
+        exported at full precision rasterises as the original does.
+        """
         height, width = self.image_sizes[image_index]
         scale = np.array([float(width), float(height)])
-        return [(label, (polygon.reshape(-1, 2) * scale).reshape(-1), line)
+        return [(label, np.round((polygon.reshape(-1, 2) * scale).reshape(-1), PIXEL_DECIMALS), line)
                 for label, polygon, line in self.objects[image_index]]
 
     def load_annotations(self, image_index):

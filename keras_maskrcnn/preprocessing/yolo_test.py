@@ -1,4 +1,8 @@
+import contextlib
+import io
+import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -198,3 +202,50 @@ def test_exif_orientation(tmp_path):
     assert image[mask == 1].mean() > 240 and image[mask == 0].mean() < 15
     stored = build(data, orient=False)
     assert stored.load_image(0).shape == (32, 64, 3) and stored.load_annotations(0)["masks"][0].shape == (32, 64)
+
+
+TINYCOCO = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "tinycoco"
+
+
+def test_tinycoco_as_yolo_gives_cocos_masks(tmp_path):
+    """COCO's val set written as ultralytics segment labels (its objects of one polygon, normalised
+    by COCO's image size, the pictures linked into images/val): every object, class and mask is
+    COCO's, every mask equal to pycocotools' annToMask."""
+    annotations_file = TINYCOCO / "annotations" / "instances_val2017.json"
+    if not annotations_file.is_file():
+        pytest.skip(f"tinycoco not found at {TINYCOCO}")
+    coco = json.loads(annotations_file.read_text())
+    categories = sorted(c["id"] for c in coco["categories"])
+    index_of = {category: index for index, category in enumerate(categories)}
+    names = {c["id"]: c["name"] for c in coco["categories"]}
+    root = tmp_path / "yolo"
+    expected = {}
+    for image in coco["images"]:
+        picture_file = root / "images" / "val" / image["file_name"]
+        picture_file.parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(TINYCOCO / "images" / "val2017" / image["file_name"], picture_file)
+        kept = [a for a in coco["annotations"] if a["image_id"] == image["id"] and not a["iscrowd"]
+                and len(a["segmentation"]) == 1]
+        lines = []
+        for annotation in kept:
+            scale = np.tile([image["width"], image["height"]], len(annotation["segmentation"][0]) // 2)
+            normalised = np.asarray(annotation["segmentation"][0]) / scale
+            lines.append(" ".join([str(index_of[annotation["category_id"]])] + [repr(float(v)) for v in normalised]))
+        write(root / "labels" / "val" / (Path(image["file_name"]).stem + ".txt"), "\n".join(lines) + "\n")
+        expected[str(picture_file)] = kept
+    names_yaml = "".join(f"  {index}: {names[category]}\n" for index, category in enumerate(categories))
+    data = write(root / "data.yaml", f"path: .\nval: images/val\nnames:\n{names_yaml}")
+    generator = build(data, "val")
+    assert generator.size() == len(coco["images"])
+    from pycocotools.coco import COCO
+    with contextlib.redirect_stdout(io.StringIO()):
+        api = COCO(str(annotations_file))
+    objects = 0
+    for index, picture_file in enumerate(generator.image_names):
+        kept = expected[picture_file]
+        loaded = generator.load_annotations(index)
+        assert [generator.label_to_name(label) for label in loaded["labels"]] == [names[a["category_id"]] for a in kept]
+        for mask, annotation in zip(loaded["masks"], kept):
+            np.testing.assert_array_equal(mask, api.annToMask(annotation))
+        objects += len(kept)
+    assert objects > 100
