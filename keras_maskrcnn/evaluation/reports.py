@@ -345,21 +345,34 @@ def _header(picture, text):
     return np.concatenate([strip, picture], axis=0)
 
 
+PICTURE_MIN_WIDTH = 320
+"""Narrower pictures are enlarged (by a whole factor) so that captions and headers stay readable."""
+
+
 def worst_picture(image, record, names, score_threshold, missed, false, swapped=()):
     """Ground truth (left) beside the detections scoring at least score_threshold (right), with
-    a line on top of each saying what it shows: (H + 22, 2 W + 4, 3) BGR uint8."""
+    a line on top of each saying what it shows; pictures narrower than PICTURE_MIN_WIDTH are
+    enlarged by a whole factor f first. Returns (f H + 22, 2 f W + 4, 3) BGR uint8."""
     def name(label):
         return names.get(int(label), str(int(label)))
 
+    factor = max(1, -(-PICTURE_MIN_WIDTH // image.shape[1]))
+
+    def enlarged(mask):
+        mask = mask_utils.decode(mask)
+        return mask if factor == 1 else cv2.resize(mask, None, fx=factor, fy=factor, interpolation=cv2.INTER_NEAREST)
+
+    if factor > 1:
+        image = cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_LINEAR)
     truth = image.copy()
     if len(record.gt_labels):
-        draw_annotations(truth, {"bboxes": record.gt_boxes, "labels": record.gt_labels,
-                                 "masks": [mask_utils.decode(rle) for rle in record.gt_rles]},
+        draw_annotations(truth, {"bboxes": record.gt_boxes * factor, "labels": record.gt_labels,
+                                 "masks": [enlarged(rle) for rle in record.gt_rles]},
                          color=None, label_to_name=name)
     found = image.copy()
     for box, score, label, rle in zip(record.boxes, record.scores, record.labels, record.rles):
         if score >= score_threshold:
-            draw_annotations(found, {"bboxes": box[None], "labels": [label], "masks": [mask_utils.decode(rle)]},
+            draw_annotations(found, {"bboxes": box[None] * factor, "labels": [label], "masks": [enlarged(rle)]},
                              color=None, label_to_name=lambda label, score=score: f"{name(label)} {score:.2f}")
     kept = int(np.sum(record.scores >= score_threshold))
     left = _header(truth, f"truth: {len(record.gt_labels)}, {len(missed)} missed")

@@ -155,5 +155,5 @@ def test_worst_picture_shows_truth_beside_predictions():
     evaluation = evaluate_model(generator, GroundTruthModel(generator))
     first = evaluation.records[0]
     picture = reports.worst_picture(generator.load_image(0), first, evaluation.names, 0.5, [], [])
-    height, width = scenes[0][0].shape[:2]
-    assert picture.shape == (height + 22, 2 * width + 4, 3)
+    height, width = scenes[0][0].shape[:2]  # 60 x 80: enlarged 4 times to reach 320 pixels
+    assert picture.shape == (4 * height + 22, 2 * 4 * width + 4, 3)
