@@ -16,9 +16,10 @@ their union). The label `__ignore__` marks regions whose anchors are ignored in 
 COCO's crowds: 'ignore_bboxes'); `_background_` is not a class and its shapes are not objects.
 
 Classes: `classes` names labelme's `labels.txt` (one name per line, `__ignore__` and
-`_background_` entries allowed; labels 0, 1, ... in file order), and a shape label it does not list
-is an error naming file and shape index. Without it the classes are the sorted labels found,
-printed when the generator is built.
+`_background_` entries allowed; labels 0, 1, ... in file order) or is a list of names (e.g. the
+training set's `label_names`, for its validation set), and a shape label it does not list is an
+error naming file and shape index. Without it the classes are the sorted labels found, printed
+when the generator is built.
 
 labelme shows and annotates a photo in its EXIF orientation, so pictures are read in that
 orientation (utils.image.read_image_bgr(path, orient=True)); `imageHeight` and `imageWidth` must
@@ -38,14 +39,11 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps
 
-try:
-    from ..utils.progress import progress
-except ImportError:  # older layout
-    from ..utils.eval import progress
-from ..utils.image import UnreadableImageError, exif_orientation, image_size, read_image_bgr, to_bgr_uint8
+from ..utils.image import UnreadableImageError, exif_orientation, image_size, pil_to_bgr_uint8, read_image_bgr
+from ..utils.progress import progress
+from .bad_images import AnnotationWarning
 from .generator import Generator
 from .polygons import (
-    AnnotationWarning,
     check_polygon,
     circle_to_polygon,
     clip_polygon,
@@ -114,11 +112,7 @@ def _decode_image_bytes(data, where):
             image.load()
             if exif_orientation(image) != 1:
                 image = ImageOps.exif_transpose(image)
-            if image.mode in ("P", "PA"):
-                image = image.convert("RGBA")
-            elif image.mode not in ("L", "LA", "RGB", "RGBA", "I", "I;16", "F"):
-                image = image.convert("RGB")
-            return to_bgr_uint8(np.asarray(image))
+            return pil_to_bgr_uint8(image)
     except (OSError, ValueError, SyntaxError) as error:
         raise UnreadableImageError(f"{where}: imageData could not be decoded: {error}") from None
 
@@ -182,7 +176,8 @@ class LabelmeGenerator(Generator):
 
     Args:
         folder: folder searched recursively for `*.json` labelme files.
-        classes: labelme's labels.txt (one name per line); None: the sorted labels found.
+        classes: labelme's labels.txt (one name per line), or a list of class names in label order;
+            None: the sorted labels found.
         **kwargs: Generator arguments (batch_size, image_min_side, skip_bad_images, ...).
 
     Attributes:
@@ -202,7 +197,11 @@ class LabelmeGenerator(Generator):
             raise ValueError(f"labelme folder {folder!r} holds no .json files")
         self.ignore_listed = False
         fixed = None
-        if classes is not None:
+        if isinstance(classes, (list, tuple)):
+            fixed = [str(name) for name in classes if name not in (IGNORE, BACKGROUND)]
+            if not fixed or len(set(fixed)) != len(fixed):
+                raise ValueError(f"classes must list distinct class names, got {list(classes)!r}")
+        elif classes is not None:
             fixed, self.ignore_listed = read_labelme_classes(classes)
         self.unreadable = {}
         skip = kwargs.get("skip_bad_images", False)
@@ -312,8 +311,9 @@ class LabelmeGenerator(Generator):
             if label == BACKGROUND:
                 continue
             if fixed is not None and label != IGNORE and label not in fixed:
-                raise ValueError(f"{where}: label {label!r} is not in the classes file {self.classes_file!r} "
-                                 f"(it lists: {', '.join(fixed)})")
+                source = (f"the classes file {self.classes_file!r}" if isinstance(self.classes_file, (str, os.PathLike))
+                          else "the classes given")
+                raise ValueError(f"{where}: label {label!r} is not in {source} (it lists: {', '.join(fixed)})")
             polygon, patch, box = self._read_shape(shape, shape_type, where, height, width)
             if box[2] <= box[0] or box[3] <= box[1]:
                 warnings.warn(f"{where}: the shape has no area inside the {width}x{height} picture; skipped",
@@ -402,6 +402,13 @@ class LabelmeGenerator(Generator):
 
     def annotation_count(self, image_index):
         return len(self.records[image_index]["objects"])
+
+    def annotation_polygons(self, image_index):
+        """The source polygons of each object of load_annotations(image_index): a list of lists of
+        flat [x1, y1, x2, y2, ...] pixel polygons (rectangles and circles as their polygons), or None
+        for an object drawn (partly) with a mask shape."""
+        return [None if obj["patches"] else [polygon.tolist() for polygon in obj["polygons"]]
+                for obj in self.records[image_index]["objects"]]
 
     def load_image(self, image_index):
         """The picture as BGR uint8 (H, W, 3), in its EXIF orientation (as labelme shows it)."""

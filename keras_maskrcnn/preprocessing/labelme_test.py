@@ -121,6 +121,9 @@ def test_every_shape_type_group_ids_and_image_data(dataset, capsys):
     np.testing.assert_allclose(annotations["bboxes"][3], [5, 32, 16, 38])  # the patch's nonzero pixels
     np.testing.assert_allclose(annotations["bboxes"][4], [22, 30, 36, 46])
     assert annotations["ignore_bboxes"].shape == (0, 4)
+    sources = generator.annotation_polygons(0)
+    assert sources[0] == [polygons[0]] and sources[1] == [polygons[1]] and sources[3] is None
+    assert sources[4] == [polygons[3], polygons[4]] and len(sources) == 6
 
     image = generator.load_image(1)
     np.testing.assert_array_equal(image, embedded[:, :, ::-1])
@@ -154,6 +157,13 @@ def test_labels_txt_with_ignore_and_background(dataset, tmp_path, capsys):
     np.testing.assert_allclose(annotations["ignore_bboxes"], [[0, 0, 10, 8]])
     assert generator.load_annotations(0)["labels"].tolist() == [1, 0, 1, 0, 1, 0]
 
+    # a list of names, as a validation set takes the training set's label_names
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LabelmeSkippedShapesWarning)
+        assert build(folder, classes=generator.label_names).classes == {"dog": 0, "cat": 1}
+        with pytest.raises(ValueError, match=r"a\.json: shapes\[0\] \('cat', polygon\): label 'cat' is not in the "
+                                             r"classes given \(it lists: dog\)"):
+            build(folder, classes=["dog"])
     labels.write_text("dog\n")
     with pytest.raises(ValueError, match=r"a\.json: shapes\[0\] \('cat', polygon\): label 'cat' is not in the "
                                          r"classes file .*labels\.txt' \(it lists: dog\)"):

@@ -17,10 +17,7 @@ import warnings
 import numpy as np
 from pycocotools import mask as mask_utils
 
-try:
-    from .bad_images import AnnotationWarning
-except ImportError:  # before bad_images had it
-    AnnotationWarning = UserWarning
+from .bad_images import AnnotationWarning
 
 CIRCLE_TOLERANCE = 0.1
 """The most a circle's polygon strays from the circle, in pixels (the gap between arc and chord)."""

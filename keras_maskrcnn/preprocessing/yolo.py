@@ -30,13 +30,11 @@ import warnings
 import numpy as np
 import yaml
 
-try:
-    from ..utils.progress import progress
-except ImportError:  # older layout
-    from ..utils.eval import progress
 from ..utils.image import UnreadableImageError, image_size, read_image_bgr
+from ..utils.progress import progress
+from .bad_images import AnnotationWarning
 from .generator import Generator
-from .polygons import AnnotationWarning, check_polygon, polygon_box, polygons_to_mask
+from .polygons import check_polygon, polygon_box, polygons_to_mask
 
 PROGRESS_IMAGES = 1000
 """From this many pictures on, reading their labels and headers shows a progress bar."""
@@ -329,6 +327,11 @@ class YoloGenerator(Generator):
         scale = np.array([float(width), float(height)])
         return [(label, np.round((polygon.reshape(-1, 2) * scale).reshape(-1), PIXEL_DECIMALS), line)
                 for label, polygon, line in self.objects[image_index]]
+
+    def annotation_polygons(self, image_index):
+        """The source polygon of each object of load_annotations(image_index), in pixels: a list of
+        one-polygon lists [[x1, y1, x2, y2, ...]]."""
+        return [[polygon.tolist()] for _, polygon, _ in self.pixel_polygons(image_index)]
 
     def load_annotations(self, image_index):
         """{'labels': (N,) int64, 'bboxes': (N, 4) float64 x1 y1 x2 y2, 'masks': N (H, W) uint8 0/1,

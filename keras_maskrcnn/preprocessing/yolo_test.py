@@ -70,6 +70,10 @@ def test_folder_split_masks_against_pycocotools_and_negatives(dataset):
         assert mask.dtype == np.uint8 and mask.shape == (HEIGHT, WIDTH) and mask.any()
         np.testing.assert_array_equal(mask, expected)
     np.testing.assert_allclose(annotations["bboxes"], [[6.4, 4.8, 32, 28.8], [32, 24, 57.6, 43.2]])
+    sources = generator.annotation_polygons(0)
+    assert len(sources) == 2 and all(len(s) == 1 for s in sources)
+    np.testing.assert_allclose(sources[0][0], polygons[0])
+    np.testing.assert_allclose(sources[1][0], polygons[1])
     assert generator.load_annotations(1)["masks"] == [] and generator.load_annotations(2)["bboxes"].shape == (0, 4)
 
     inputs, targets = generator[0]
