@@ -168,7 +168,7 @@ def test_predict_writes_pictures_and_coco_results(trained, data, tmp_path):
     args = [snapshot, data["val_images"], "--output-dir", str(tmp_path), "--score-threshold", "0.0",
             "--max-detections", "3"]
     assert predict.main(args) == 0
-    assert sorted(os.listdir(tmp_path)) == ["00000.png", "00001.png", "results.json"]
+    assert sorted(os.listdir(tmp_path)) == ["00000.png", "00001.png", "results.json", "summary.csv"]
     assert cv2.imread(str(tmp_path / "00000.png")).shape == (64, 64, 3)
     results = json.loads((tmp_path / "results.json").read_text())
     assert {r["image_id"] for r in results} == {0, 1}
@@ -252,7 +252,7 @@ def test_help_does_not_import_keras_or_a_backend():
 # argument errors, all before any model is built
 
 @pytest.mark.parametrize("args, message", [
-    ([], "the following arguments are required: {coco,csv}"),
+    ([], "the following arguments are required: {coco,csv,labelme,yolo}"),
     (["--backbone", "resnet9", "csv", "TRAIN", "CLASSES"], "argument --backbone: invalid choice: 'resnet9'"),
     (["--batch-size", "0", "csv", "TRAIN", "CLASSES"], "argument --batch-size: '0' must be at least 1"),
     (["--lr", "-1", "csv", "TRAIN", "CLASSES"], "argument --lr: '-1' must be a positive number"),
@@ -337,11 +337,11 @@ def test_evaluate_argument_errors(trained, data, tmp_path, capsys, no_model_buil
 def test_predict_argument_errors(trained, tmp_path, capsys, no_model_building):
     snapshot = str(trained / "vgg16_csv_02.keras")
     error = error_of(predict.main, [snapshot, "missing.png", "--output-dir", str(tmp_path)], capsys)
-    assert "image or folder 'missing.png' does not exist" in error
+    assert "'missing.png' does not exist" in error
     error = error_of(predict.main, [snapshot, str(tmp_path)], capsys)
     assert "the following arguments are required: --output-dir" in error
     error = error_of(predict.main, [snapshot, str(tmp_path), "--output-dir", str(tmp_path / "out")], capsys)
-    assert "holds no images" in error
+    assert "holds no pictures or videos" in error
     not_an_image = tmp_path / "notes.png"
     not_an_image.write_text("hello")
     error = error_of(predict.main, [snapshot, str(not_an_image), "--output-dir", str(tmp_path / "out")], capsys)
@@ -487,7 +487,7 @@ def test_predict_skips_unreadable_files_and_lists_them_in_the_results(trained, d
         f"skipped an unreadable image: image file '{images}/empty.jpg' could not be read: cannot identify image "
         f"file '{images}/empty.jpg'"]
     assert "2 unreadable images skipped (in results.json with an \"error\" instead of detections):" in captured.out
-    assert sorted(os.listdir(output)) == ["00000.png", "results.json"]
+    assert sorted(os.listdir(output)) == ["00000.png", "results.json", "summary.csv"]
     results = json.loads((output / "results.json").read_text())
     errors = [result for result in results if "error" in result]
     assert [(r["image_id"], os.path.basename(r["file_name"])) for r in errors] == [(1, "00001.png"), (2, "empty.jpg")]

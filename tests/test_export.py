@@ -157,7 +157,7 @@ def test_predict_on_the_artifact_writes_the_keras_runs_detections(exported, kera
     path = _artifact(exported, fmt)
     common = [exported["image_file"]] + PREDICT_OPTIONS
     assert predict.main([path, "--runtime", FORMATS[fmt][1], "--output-dir", str(tmp_path / fmt)] + common) == 0
-    assert sorted(os.listdir(tmp_path / fmt)) == ["noise.png", "results.json"]
+    assert sorted(os.listdir(tmp_path / fmt)) == ["noise.png", "results.json", "summary.csv"]
     results = json.loads((tmp_path / fmt / "results.json").read_text())
     assert len(results) == len(keras_results) == MAX_DETECTIONS
     for a, b in zip(sorted(keras_results, key=lambda r: -r["score"]), sorted(results, key=lambda r: -r["score"])):
@@ -281,3 +281,18 @@ def test_onnx_conversion_runs_tf2onnx_optimizers_in_place_and_falls_back_to_copi
     monkeypatch.setenv(export_module.TF2ONNX_CATCH_ERRORS, "TRUE")
     export_model(exported["built"], str(tmp_path / "b.onnx"), "onnx", check=False)
     assert calls == ["FALSE", None, "TRUE"] and os.environ[export_module.TF2ONNX_CATCH_ERRORS] == "TRUE"
+
+
+def test_predictor_on_an_exported_artifact_gives_the_keras_models_results(exported):
+    """The Predictor runs an ONNX artifact (settings from the JSON beside it) like the .keras file."""
+    from keras_maskrcnn import Predictor
+
+    path = _artifact(exported, "onnx")
+    options = dict(score_threshold=0.05, max_detections=MAX_DETECTIONS)
+    [keras_result] = Predictor(exported["keras_file"], **options)(exported["image_file"])
+    [onnx_result] = Predictor(path, **options)(exported["image_file"])
+    assert len(keras_result) == len(onnx_result) > 0
+    np.testing.assert_array_equal(keras_result.labels, onnx_result.labels)
+    np.testing.assert_allclose(keras_result.scores, onnx_result.scores, atol=1e-4)
+    np.testing.assert_allclose(keras_result.boxes, onnx_result.boxes, atol=1e-2)
+    assert np.sum(keras_result.masks != onnx_result.masks) <= 2 * len(keras_result)

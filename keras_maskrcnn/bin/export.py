@@ -72,18 +72,17 @@ def check_input(args, backbone):
     noise image of --fixed-size, or of --image-min-side x 1.25 times that (at most --image-max-side) padded."""
     import numpy as np
 
-    from ..utils.eval import _network_input
+    from ..inference.transform import InputTransform
     from ..utils.image import read_image_bgr
-    from .predict import ImagePreparer
 
-    preparer = ImagePreparer(backbone, args.image_min_side, args.image_max_side, args.pad_multiple)
+    transform = InputTransform(args.image_min_side, args.image_max_side, args.pad_multiple, backbone.preprocessing)
     rng = np.random.default_rng(0)
     if args.check_image:
-        return _network_input(preparer, read_image_bgr(args.check_image))[0]
+        return transform.prepare([read_image_bgr(args.check_image, orient=True)])[0]
     if args.fixed_size:
-        return preparer.preprocess_image(rng.integers(0, 256, (1,) + tuple(args.fixed_size) + (3,), dtype=np.uint8))
+        return backbone.preprocess_image(rng.integers(0, 256, (1,) + tuple(args.fixed_size) + (3,), dtype=np.uint8))
     shape = (args.image_min_side, min(args.image_max_side, args.image_min_side * 5 // 4))
-    return _network_input(preparer, rng.integers(0, 256, shape + (3,), dtype=np.uint8))[0]
+    return transform.prepare([rng.integers(0, 256, shape + (3,), dtype=np.uint8)])[0]
 
 
 def describe_export(info, output):

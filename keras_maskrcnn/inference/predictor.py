@@ -198,22 +198,12 @@ class Result:
 
     def plot(self, line_width=None, hide_labels=False, hide_scores=False, masks=True):
         """The picture with the detections drawn over it: a new (H, W, 3) BGR uint8 array."""
-        from ..utils import visualization
+        from ..utils.visualization import draw_instances
 
-        picture = np.array(self.image, copy=True)
-        if hasattr(visualization, "draw_instances"):
-            return visualization.draw_instances(
-                picture, self.boxes, self.labels, scores=self.scores, masks=_Masks(self) if masks else None,
-                names=list(self.names), line_width=line_width, hide_labels=hide_labels, hide_scores=hide_scores)
-        names = dict(zip(self.labels.tolist(), self.names))
-        for index in range(len(self)):
-            color = visualization.label_color(self.labels[index])
-            if masks:
-                visualization.draw_mask(picture, self.boxes[index], self.mask(index).astype(np.uint8), color)
-        visualization.draw_detections(picture, self.boxes, self.scores, self.labels,
-                                      label_to_name=lambda label: names.get(int(label), str(label)),
-                                      score_threshold=-1.0)
-        return picture
+        return draw_instances(np.array(self.image, copy=True), self.boxes, self.labels, scores=self.scores,
+                              masks=_Masks(self) if masks else None,
+                              names=dict(zip(self.labels.tolist(), self.names)), line_width=line_width,
+                              hide_labels=hide_labels, hide_scores=hide_scores)
 
     def save(self, path, **plot_options):
         """Writes `plot()` to `path` (the format from its extension); returns the path. OSError naming
@@ -392,9 +382,11 @@ class Predictor:
         pictures = [np.ascontiguousarray(image[y0:y1, x0:x1]) for x0, y0, x1, y1 in grid]
         found = self._predict_inputs(pictures, own)
         offsets = [(x0, y0) for x0, y0, _, _ in grid]
+        regions = [tuple(int(v) for v in rectangle) for rectangle in grid]
         if self.tile_full:
             found += self._predict_inputs([image], self.transform)
             offsets.append((0, 0))
+            regions.append((0, 0, width, height))
         boxes, scores, labels, rles, tile_ids = [], [], [], [], []
         for tile_id, ((tile_boxes, tile_scores, tile_labels, tile_masks), (x0, y0)) in enumerate(zip(found, offsets)):
             shift = np.array([x0, y0, x0, y0], dtype=np.float64)
@@ -408,7 +400,8 @@ class Predictor:
         if not boxes:
             return self._result((path, frame), image, np.zeros((0, 4)), np.zeros(0), np.zeros(0, np.int64), rles=[])
         boxes, scores, labels, rles = merge_detections(np.array(boxes), np.array(scores), np.array(labels), rles,
-                                                       np.array(tile_ids), max_detections=self.max_detections)
+                                                       np.array(tile_ids), max_detections=self.max_detections,
+                                                       tiles=regions)
         return self._result((path, frame), image, boxes, scores, labels, rles=list(rles))
 
     # -- sources ----------------------------------------------------------------------------------------
