@@ -1,8 +1,10 @@
 """Generator for folders of labelme files (one `.json` per picture, as the labelme tool saves them).
 
-Every `*.json` under the folder (recursively, in sorted order) is one picture: its `imagePath`
-(relative to the JSON file) names the picture; when that file is missing and the JSON holds the
-picture in `imageData` (base64), that is used. Shapes become objects:
+Every `*.json` under the folder (recursively, in sorted order; hidden folders left out) is one
+picture: its `imagePath` (relative to the JSON file) names the picture; when that file is missing
+and the JSON holds the picture in `imageData` (base64), that is used, else a picture of the same
+file name beside the JSON (an absolute imagePath from the machine the labels were drawn on).
+Shapes become objects:
 
     polygon, rectangle, circle   rasterised as COCO rasterises polygons (preprocessing.polygons):
                                  a rectangle is the polygon of its 4 corners, a circle (centre and
@@ -158,6 +160,16 @@ def _paste(mask, patch, x0, y0):
     return mask
 
 
+def _json_files(folder):
+    """The `*.json` files under folder, recursively, sorted; hidden folders (".name", e.g. Jupyter's
+    .ipynb_checkpoints copies) are left out."""
+    files = []
+    for root, folders, names in os.walk(folder):
+        folders[:] = [name for name in folders if not name.startswith(".")]
+        files += [os.path.join(root, name) for name in names if name.lower().endswith(".json")]
+    return sorted(files)
+
+
 def _describe(data):
     """What a JSON document that is not a labelme file looks like, for the error."""
     if isinstance(data, dict) and {"images", "annotations"} <= set(data):
@@ -191,8 +203,7 @@ class LabelmeGenerator(Generator):
         self.classes_file = classes
         if not os.path.isdir(folder):
             raise ValueError(f"labelme folder {folder!r} does not exist")
-        files = sorted(os.path.join(root, name) for root, _, names in os.walk(folder)
-                       for name in names if name.lower().endswith(".json"))
+        files = _json_files(folder)
         if not files:
             raise ValueError(f"labelme folder {folder!r} holds no .json files")
         self.ignore_listed = False
@@ -250,8 +261,10 @@ class LabelmeGenerator(Generator):
         embedded = data.get("imageData")
         if image_path is not None and not isinstance(image_path, str):
             raise ValueError(f"{path}: 'imagePath' must be a string, found {image_path!r}")
+        beside = None
         if image_path:
             image_path = image_path.replace("\\", "/")
+            beside = os.path.join(os.path.dirname(path), os.path.basename(image_path))
             image_path = os.path.normpath(os.path.join(os.path.dirname(path), image_path))
         key = image_path or path
         try:
@@ -263,6 +276,9 @@ class LabelmeGenerator(Generator):
                     raise ValueError(f"{path}: 'imageData' must be a base64 string")
                 record["data"] = embedded
                 width, height = _image_bytes_size(_b64decode(embedded, path, "'imageData'"), path)
+            elif beside is not None and os.path.isfile(beside):  # moved with its picture from another machine
+                width, height = image_size(beside, orient=True)
+                record["image"] = key = beside
             elif image_path:
                 raise UnreadableImageError(f"{path}: image file {image_path!r} does not exist (and the labelme "
                                            f"file holds no imageData)")

@@ -278,6 +278,16 @@ def test_points_outside_are_clipped_with_a_warning_and_empty_shapes_skipped(tmp_
     np.testing.assert_array_equal(annotations["masks"][0], coco_masks([[[-4, 2, 20, 2, 20, 60]]], HEIGHT, WIDTH)[0])
 
 
+def test_absolute_image_path_and_hidden_folders(tmp_path):
+    folder = tmp_path / "moved"
+    picture(folder / "a.png")
+    write_labelme(folder / "a.json", "C:\\Users\\someone\\labels\\a.png", [shape("cat", [(1, 1), (9, 1), (5, 9)])])
+    write_labelme(folder / ".ipynb_checkpoints" / "a-checkpoint.json", "../a.png", [shape("cat", [(1, 1), (9, 1), (5, 9)])])
+    generator = build(folder)
+    assert generator.size() == 1 and generator.image_path(0) == str(folder / "a.png")
+    assert generator.load_image(0).shape == (HEIGHT, WIDTH, 3)
+
+
 def test_missing_pictures_raise_or_are_left_out(tmp_path):
     folder = tmp_path / "missing"
     picture(folder / "a.png")

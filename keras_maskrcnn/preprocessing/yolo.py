@@ -3,10 +3,11 @@
 The data.yaml (read with PyYAML's safe_load) gives
 
     path:  the data set's root; relative to the data.yaml's folder (default: that folder)
-    train, val, test: each a folder of pictures (searched recursively), a list of folders, or a
-           .txt file listing pictures; relative to `path` (a listed picture starting with "./" is
-           relative to the .txt file's folder, as ultralytics reads it); an entry "../x" that does
-           not exist is also tried as "x", as ultralytics does (Roboflow's exports write "../train/images")
+    train, val, test: each a folder of pictures (searched recursively, hidden folders left out, as
+           ultralytics' glob does), a list of folders, or a .txt file listing pictures; relative to
+           `path` (a listed picture starting with "./" is relative to the .txt file's folder, as
+           ultralytics reads it); an entry "../x" that does not exist is also tried as "x", as
+           ultralytics does (Roboflow's exports write "../train/images")
     names: the class names, a list or a mapping {index: name} with indices 0 .. N - 1
 
 Each picture's label file follows ultralytics' rule: the last "/images/" of the picture's path
@@ -85,8 +86,11 @@ def _class_names(names, data_yaml):
 
 
 def _folder_images(folder):
-    return sorted(os.path.join(root, name) for root, _, files in os.walk(folder)
-                  for name in files if os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES)
+    images = []
+    for root, folders, files in os.walk(folder):
+        folders[:] = [name for name in folders if not name.startswith(".")]  # as ultralytics' glob
+        images += [os.path.join(root, name) for name in files if os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES]
+    return sorted(images)
 
 
 def _listed_images(list_file, root):

@@ -39,6 +39,7 @@ def dataset(tmp_path):
     write(root / "labels" / "train" / "c.txt", "\n")                # empty: a negative
     picture(root / "images" / "train" / "sub" / "b.jpg", seed=1)    # no label file: a negative
     picture(root / "images" / "val" / "d.png", seed=3)
+    picture(root / "images" / "train" / ".cache" / "e.png", seed=4)  # hidden: not part of the split
     write(root / "labels" / "val" / "d.txt", "1 0 0 1 0 1 1 0 1\n")
     write(root / "test.txt", "./images/val/d.png\nimages/train/a.png\n\n")
     data = write(tmp_path / "data.yaml", "path: ds\ntrain: images/train\nval: [images/val, images/train/sub]\n"
