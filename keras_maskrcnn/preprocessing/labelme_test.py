@@ -225,6 +225,8 @@ def test_bad_files_are_clear_errors(tmp_path):
         prefix + "'points' must be a list of [x, y] pairs of numbers")
     assert error_of([ok, shape("cat", [[1, 1], [9, 1], [5, "x"]])]) == (
         prefix + "'points' must be a list of [x, y] pairs of numbers")
+    assert error_of([ok, shape("cat", [(1, 1), (9, float("nan")), (5, 9)])]) == (
+        prefix + "'points' holds a coordinate that is not a finite number")
     assert error_of([ok, shape("cat", [(1, 1), (2, 2), (3, 1)], "circle")]).endswith("a circle needs 2 points "
                                                                                       "(centre, a point on it), found 3")
     assert "shapes[0] ('cat', mask): a 'mask' shape needs its 'mask'" in error_of([shape("cat", [(1, 1), (4, 4)], "mask")])
