@@ -50,8 +50,11 @@ demo: $(STAMP)
 # runs twine check, checks the wheel's files, installs it with the tensorflow extra into a new
 # virtual environment outside the checkout and runs there every console script's --help,
 # maskrcnn-shapes, two training steps, maskrcnn-predict and maskrcnn-evaluate. Takes minutes.
+# DIST_FLAGS=--commit=HEAD builds the last commit instead of the work tree with its changes.
+DIST_FLAGS ?=
+
 dist: $(STAMP)
-	$(BIN)/python tests/dist_check.py
+	$(BIN)/python tests/dist_check.py $(DIST_FLAGS)
 
 # The peer venv of benchmarks/compare.py: torchvision's Mask R-CNN timed side by side with ours.
 # PEERS_PIP_FLAGS: extra pip options for that install (e.g. --index-url of a CPU-only wheel index).

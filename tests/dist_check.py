@@ -17,10 +17,12 @@ pyproject.toml and check a wheel are used by tests/test_dist.py too.
 """
 
 import argparse
+import io
 import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 import tomllib
@@ -61,22 +63,32 @@ def package_files(root=ROOT):
     return sorted(files)
 
 
-def copy_source(destination, root=ROOT):
-    """Copies the source tree (without virtual environments, builds, caches and outputs) to
-    destination, so that a build sees what a fresh clone has; returns destination as a Path."""
-    shutil.copytree(root, destination, ignore=NOT_SOURCE)
-    return Path(destination)
+def copy_source(destination, root=ROOT, commit=None):
+    """Copies the source to destination and returns destination as a Path: the work tree without
+    virtual environments, builds, caches and outputs (what a fresh clone has, plus the changes not
+    yet committed), or with commit (a git revision such as HEAD) the files of that commit."""
+    destination = Path(destination)
+    if commit is None:
+        shutil.copytree(root, destination, ignore=NOT_SOURCE)
+        return destination
+    destination.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(root), "archive", "--format=tar", commit], capture_output=True)
+    if archive.returncode != 0:
+        raise DistError(f"git archive {commit} failed: {archive.stderr.decode(errors='replace').strip()}")
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(destination, filter="data")
+    return destination
 
 
-def build(outdir, root=ROOT, wheel_only=False):
-    """Builds the sdist and the wheel from it (or the wheel alone) of a clean copy of root into outdir
-    with `python -m build`; returns a dict: sdist (path or None), wheel (path), and the copy's
+def build(outdir, root=ROOT, wheel_only=False, commit=None):
+    """Builds the sdist and the wheel from it (or the wheel alone) of a clean copy of root (of its
+    git commit when given, see copy_source) into outdir with `python -m build`; returns a dict: sdist (path or None), wheel (path), and the copy's
     package_files and console_scripts (what the wheel must hold, as built, whatever changes in
     the work tree meanwhile)."""
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="keras-maskrcnn-source-") as scratch:
-        source = copy_source(Path(scratch) / "source", root)
+        source = copy_source(Path(scratch) / "source", root, commit)
         expected = dict(files=package_files(source), scripts=console_scripts(source))
         command = [sys.executable, "-m", "build", "--outdir", str(outdir), str(source)]
         if wheel_only:
@@ -129,15 +141,16 @@ def parse_console_scripts(entry_points_text):
     return scripts
 
 
-def run(command, cwd=None, env=None, quiet=False, timeout=1800):
-    """Runs command, printing it and its output (quiet: only the last lines); raises DistError
-    with the output's end when it fails. Returns its output (stdout and stderr)."""
+def run(command, cwd=None, env=None, quiet=False, timeout=1800, shown=None):
+    """Runs command, printing it and its output (quiet: only the last 3 lines, or the first `shown`);
+    raises DistError when it fails, after printing all of it. Returns its output (stdout and stderr)."""
     print("  $ " + " ".join(str(part) if str(part) else "''" for part in command), flush=True)
     result = subprocess.run([str(part) for part in command], cwd=cwd, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, timeout=timeout)
     lines = result.stdout.rstrip().splitlines()
-    shown = lines[-3:] if quiet and result.returncode == 0 else lines
-    for line in shown:
+    if quiet and result.returncode == 0:
+        lines = lines[:shown] if shown else lines[-3:]
+    for line in lines:
         print("    " + line)
     if result.returncode != 0:
         raise DistError(f"{Path(str(command[0])).name} exited with status {result.returncode}")
@@ -186,14 +199,17 @@ def main(argv=None):
     parser.add_argument("--dist-dir", default=str(ROOT / "dist"), help="folder for the sdist and wheel (emptied)")
     parser.add_argument("--keep", action="store_true", help="keep the virtual environment and the work folder")
     parser.add_argument("--extra", default="tensorflow", help="the extra installed with the wheel (default tensorflow)")
+    parser.add_argument("--commit", default=None,
+                        help="build from this git revision (e.g. HEAD) instead of the work tree as it is")
     args = parser.parse_args(argv)
     step = Steps()
     dist_dir = Path(args.dist_dir)
     scratch = outside_checkout(tempfile.mkdtemp(prefix="keras-maskrcnn-dist-"))
     try:
-        with step("build the sdist and the wheel (python -m build on a clean copy of the source)"):
+        source = f"git revision {args.commit}" if args.commit else "the work tree"
+        with step(f"build the sdist and the wheel (python -m build on a clean copy of {source})"):
             shutil.rmtree(dist_dir, ignore_errors=True)
-            built = build(dist_dir)
+            built = build(dist_dir, commit=args.commit)
             sdist, wheel, scripts = built["sdist"], built["wheel"], built["scripts"]
             for path in (sdist, wheel):
                 print(f"    {path.relative_to(ROOT) if ROOT in path.parents else path}: {path.stat().st_size} bytes")
@@ -219,10 +235,11 @@ def main(argv=None):
         work.mkdir()
         with step("import keras_maskrcnn there"):
             output = run([venv / "bin" / "python", "-c",
-                          "import importlib.metadata, keras_maskrcnn; print(keras_maskrcnn.__file__); "
-                          "print(keras_maskrcnn.__version__, importlib.metadata.version('keras-maskrcnn'))"],
+                          "import importlib.metadata as m, keras_maskrcnn; print(keras_maskrcnn.__file__); "
+                          "print('with', *(f'{name} {m.version(name)}' for name in ('keras', 'tensorflow', 'numpy'))); "
+                          "print(keras_maskrcnn.__version__, m.version('keras-maskrcnn'))"],
                          cwd=work, env=env)
-            where, versions = output.strip().splitlines()[-2:]
+            where, _, versions = output.strip().splitlines()[-3:]
             if venv.resolve() not in Path(where).resolve().parents:
                 raise DistError(f"keras_maskrcnn was imported from {where}, not from {venv}")
             code_version, installed_version = versions.split()
@@ -230,7 +247,7 @@ def main(argv=None):
                 raise DistError(f"__version__ {code_version} differs from the installed {installed_version}")
         with step(f"--help of the {len(scripts)} console scripts of pyproject.toml"):
             for name in scripts:
-                output = run([venv / "bin" / name, "--help"], cwd=work, env=env, quiet=True)
+                output = run([venv / "bin" / name, "--help"], cwd=work, env=env, quiet=True, shown=1)
                 if not output.startswith(f"usage: {name}"):
                     raise DistError(f"{name} --help printed no usage line: {output[:200]!r}")
         with step("maskrcnn-shapes: a train and a val set of 64 px pictures"):
@@ -257,9 +274,11 @@ def main(argv=None):
                                 f"{'a' if (work / 'predictions/results.json').is_file() else 'no'} results.json")
             print(f"    {len(pictures)} pictures and results.json in {work / 'predictions'}")
         with step("maskrcnn-evaluate on the val set"):
-            run(["maskrcnn-evaluate", *TINY, "--config", anchors, "--max-detections", 5,
-                 "csv", work / "data/val/annotations.csv", work / "data/val/classes.csv", snapshot],
-                cwd=work, env=env)
+            output = run(["maskrcnn-evaluate", *TINY, "--config", anchors, "--max-detections", 5,
+                          "csv", work / "data/val/annotations.csv", work / "data/val/classes.csv", snapshot],
+                         cwd=work, env=env)
+            if "mAP" not in output:
+                raise DistError("maskrcnn-evaluate printed no mAP")
     except (DistError, subprocess.TimeoutExpired) as error:
         print(f"\nmake dist FAILED: {error}\n(the virtual environment and the outputs are kept in {scratch})",
               file=sys.stderr)
