@@ -59,3 +59,10 @@ def test_readme_export_snippet_runs_as_written(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "True True\n(1, 100, 4) (1, 100) (1, 100) (1, 100, 28, 28, 3)" in result.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "model.onnx.json"]
+
+
+def test_readme_predictor_snippet_runs_as_written(tmp_path):
+    snippet = next(block for block in _python_blocks() if "Predictor(" in block)
+    result = subprocess.run([sys.executable, "-c", snippet], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "shapes/images/00000.png" in result.stdout and (tmp_path / "prediction.png").is_file()
