@@ -95,7 +95,8 @@ def test_every_shape_type_group_ids_and_image_data(dataset, capsys):
     assert generator.classes == {"cat": 0, "dog": 1} and generator.label_names == ["cat", "dog"]
     assert generator.num_classes() == 2 and generator.label_to_name(1) == "dog"
     assert generator.size() == 2 and generator.json_files == [str(folder / "a.json"), str(folder / "sub" / "b.json")]
-    assert generator.image_path(0) == str(folder / "a.png") and generator.image_path(1) == str(folder / "sub" / "b.json")
+    assert generator.image_path(0) == str(folder / "a.png")
+    assert generator.image_path(1) == str(folder / "sub" / "b.json")
 
     annotations = generator.load_annotations(0)
     assert annotations["labels"].tolist() == [0, 1, 0, 1, 0, 1] and generator.annotation_count(0) == 6
@@ -220,16 +221,18 @@ def test_bad_files_are_clear_errors(tmp_path):
 
     prefix = f"{folder / 'a.json'}: shapes[1] ('cat', polygon): "
     ok = shape("cat", [(1, 1), (9, 1), (5, 9)])
-    assert error_of([ok, shape("cat", [(1, 1), (9, 1)])]) == prefix + "polygon has 2 point(s); a polygon needs at least 3"
+    assert error_of([ok, shape("cat", [(1, 1), (9, 1)])]) == (
+        prefix + "polygon has 2 point(s); a polygon needs at least 3")
     assert error_of([ok, shape("cat", [(1, 1, 2), (9, 1, 3), (5, 9, 4)])]) == (
         prefix + "'points' must be a list of [x, y] pairs of numbers")
     assert error_of([ok, shape("cat", [[1, 1], [9, 1], [5, "x"]])]) == (
         prefix + "'points' must be a list of [x, y] pairs of numbers")
     assert error_of([ok, shape("cat", [(1, 1), (9, float("nan")), (5, 9)])]) == (
         prefix + "'points' holds a coordinate that is not a finite number")
-    assert error_of([ok, shape("cat", [(1, 1), (2, 2), (3, 1)], "circle")]).endswith("a circle needs 2 points "
-                                                                                      "(centre, a point on it), found 3")
-    assert "shapes[0] ('cat', mask): a 'mask' shape needs its 'mask'" in error_of([shape("cat", [(1, 1), (4, 4)], "mask")])
+    assert error_of([ok, shape("cat", [(1, 1), (2, 2), (3, 1)], "circle")]).endswith(
+        "a circle needs 2 points (centre, a point on it), found 3")
+    assert "shapes[0] ('cat', mask): a 'mask' shape needs its 'mask'" in error_of(
+        [shape("cat", [(1, 1), (4, 4)], "mask")])
     assert "'mask' could not be decoded" in error_of([shape("cat", [(1, 1), (4, 4)], "mask", mask="aGVsbG8=")])
     assert "a.json: shapes[0]: shape has no label" in error_of([dict(points=[[1, 1], [2, 2], [1, 2]])])
 
@@ -284,7 +287,8 @@ def test_absolute_image_path_and_hidden_folders(tmp_path):
     folder = tmp_path / "moved"
     picture(folder / "a.png")
     write_labelme(folder / "a.json", "C:\\Users\\someone\\labels\\a.png", [shape("cat", [(1, 1), (9, 1), (5, 9)])])
-    write_labelme(folder / ".ipynb_checkpoints" / "a-checkpoint.json", "../a.png", [shape("cat", [(1, 1), (9, 1), (5, 9)])])
+    write_labelme(folder / ".ipynb_checkpoints" / "a-checkpoint.json", "../a.png",
+                  [shape("cat", [(1, 1), (9, 1), (5, 9)])])
     generator = build(folder)
     assert generator.size() == 1 and generator.image_path(0) == str(folder / "a.png")
     assert generator.load_image(0).shape == (HEIGHT, WIDTH, 3)

@@ -219,7 +219,8 @@ def read_label_file(path, num_classes, names_file="data.yaml"):
         polygon = check_polygon(values[1:], where)
         if polygon.max() > 1 + TOLERANCE:
             raise ValueError(f"{where}: coordinate {polygon.max():g} is above 1: these look like pixels, not "
-                             f"normalised 0..1 (YOLO labels give x and y as fractions of the picture's width and height)")
+                             f"normalised 0..1 (YOLO labels give x and y as fractions of the picture's width and "
+                             f"height)")
         if polygon.min() < -TOLERANCE:
             raise ValueError(f"{where}: coordinate {polygon.min():g} is negative; YOLO labels are normalised 0..1")
         key = tuple(tokens)

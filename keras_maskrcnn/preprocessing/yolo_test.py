@@ -109,7 +109,8 @@ def test_list_and_txt_splits_and_names_mapping(dataset, tmp_path):
 
 def test_label_path_rule():
     sep = os.sep
-    assert label_path(f"{sep}d{sep}images{sep}x{sep}images{sep}a.b.jpg") == f"{sep}d{sep}images{sep}x{sep}labels{sep}a.b.txt"
+    assert label_path(f"{sep}d{sep}images{sep}x{sep}images{sep}a.b.jpg") == (
+        f"{sep}d{sep}images{sep}x{sep}labels{sep}a.b.txt")
     assert label_path(f"{sep}d{sep}pics{sep}a.png") == f"{sep}d{sep}pics{sep}a.txt"
 
 
@@ -128,8 +129,8 @@ def test_label_errors_name_file_and_line(dataset):
     assert error_of(good + "0 0.5 0.5 0.2 0.3\n") == where + (
         "box only (class x_centre y_centre width height): this data set has no masks; instance segmentation needs "
         "polygon labels (class x1 y1 x2 y2 ...)")
-    assert error_of(good + "0 12 10 40 10 30 30\n").startswith(where + "coordinate 40 is above 1: these look like pixels, "
-                                                                      "not normalised 0..1")
+    assert error_of(good + "0 12 10 40 10 30 30\n").startswith(
+        where + "coordinate 40 is above 1: these look like pixels, not normalised 0..1")
     assert error_of(good + "2 0.1 0.1 0.5 0.1 0.3 0.6\n") == where + "class index 2 is beyond the 2 names of " \
                                                                      f"{data} (0..1)"
     assert error_of(good + "0 0.1 0.1 0.5 0.1 0.3\n") == where + ("polygon has an odd number of coordinates (5); "
@@ -159,18 +160,21 @@ def test_data_yaml_errors(dataset, tmp_path):
 
     bad = tmp_path / "bad.yaml"
     assert error_of("path: ds\ntrain: images/train\nnc: 2\n") == (
-        f"{bad}: no 'names' entry (the class names, a list or a mapping {{index: name}}) ('nc' alone gives no class names)")
+        f"{bad}: no 'names' entry (the class names, a list or a mapping {{index: name}}) "
+        f"('nc' alone gives no class names)")
     assert error_of("path: ds\ntrain: images/train\nnames: [a]\n", "val") == f"{bad}: no 'val' split (it has: train)"
     assert error_of("path: ds\ntrain: images/nowhere\nnames: [a]\n") == (
         f"{bad}: the 'train' split folder {str(root / 'images' / 'nowhere')!r} does not exist")
-    assert error_of("path: ds\ntrain: [images/train, gone]\nnames: [a]\n").endswith(f"{str(root / 'gone')!r} does not exist")
+    assert error_of("path: ds\ntrain: [images/train, gone]\nnames: [a]\n").endswith(
+        f"{str(root / 'gone')!r} does not exist")
     assert error_of("path: ds\ntrain: images/train\nnames: {0: a, 2: b}\n").startswith(
         f"{bad}: 'names' must have the indices 0..1; 1 is missing")
     assert error_of("path: ds\ntrain: images/train\nnames: [a, b]\nnc: 3\n") == (
         f"{bad}: 'nc' is 3 but 'names' lists 2 classes")
     assert error_of("train: [unclosed\n").startswith(f"{bad}:2: not valid YAML")
     assert error_of("- just\n- a list\n").startswith(f"{bad} is not a YOLO data file: it holds a YAML list")
-    assert error_of("path: ds/labels\ntrain: train\nnames: [a]\n").startswith(f"{bad}: the 'train' split holds no pictures")
+    assert error_of("path: ds/labels\ntrain: train\nnames: [a]\n").startswith(
+        f"{bad}: the 'train' split holds no pictures")
     with pytest.raises(ValueError, match="YOLO data file .* does not exist"):
         read_data_yaml(str(tmp_path / "none.yaml"))
 
