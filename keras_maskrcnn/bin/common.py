@@ -66,29 +66,72 @@ class FlagAdder:
                 group.add_argument(*names, **self._options(kwargs, suppress))
 
 
-def dataset_subparsers(parser, coco_model=False, csv_model=False, coco_set=None, val_annotations=False):
-    """The `coco PATH` and `csv ANNOTATIONS CLASSES` sub-commands; returns their parsers.
+DATASET_TYPES = ("coco", "csv", "labelme", "yolo")
+YOLO_SPLITS = ("train", "val", "test")
 
-    coco_model / csv_model: add a trailing MODEL positional. coco_set: default of --coco-set
-    (None for no such option). val_annotations: add --val-annotations to csv.
+
+def dataset_subparsers(parser, coco_model=False, csv_model=False, coco_set=None, val_annotations=False,
+                       yolo_split=None):
+    """The data set sub-commands `coco PATH`, `csv ANNOTATIONS CLASSES`, `labelme FOLDER` and
+    `yolo DATA.yaml`; returns their parsers.
+
+    coco_model / csv_model: add a trailing MODEL positional (to labelme and yolo too when
+    either is set). coco_set: default of --coco-set (None for no such option). val_annotations:
+    add the validation set options of maskrcnn-train (csv and coco --val-annotations, coco
+    --val-images, labelme --val-folder, yolo --val-split). yolo_split: default of yolo's
+    --split (default: 'val' when coco_set is 'val2017', else 'train'). --skip-bad-annotations
+    goes on the main parser and coco's.
     """
-    subparsers = parser.add_subparsers(dest="dataset_type", metavar="{coco,csv}",
-                                       help="data set type; see `%(prog)s coco -h` / `%(prog)s csv -h`")
+    yolo_split = yolo_split or ("val" if coco_set == "val2017" else "train")
+    subparsers = parser.add_subparsers(dest="dataset_type", metavar="{" + ",".join(DATASET_TYPES) + "}",
+                                       help="data set type; see `%(prog)s TYPE -h`, e.g. `%(prog)s coco -h`")
     subparsers.required = True
-    coco = subparsers.add_parser("coco", help="a COCO-layout data set (annotations/instances_SET.json, images/SET/)")
-    coco.add_argument("coco_path", help="data set folder, e.g. /data/COCO")
+    coco = subparsers.add_parser(
+        "coco", help="a COCO JSON file (any tool's export, e.g. Roboflow's train/_annotations.coco.json) or "
+                     "a folder in the COCO layout (annotations/instances_SET.json, images/SET/)")
+    coco.add_argument("coco_path", metavar="PATH",
+                      help="a COCO JSON file, or a data set folder in the COCO layout, e.g. /data/COCO")
+    coco.add_argument("--images", metavar="DIR",
+                      help="with a JSON file: the folder its file_name entries are relative to (default: the JSON "
+                           "file's folder, as Roboflow and Label Studio export; CVAT: its images/ folder)")
     if coco_set is not None:
-        coco.add_argument("--coco-set", default=coco_set, help=f"set name (default {coco_set})")
+        coco.add_argument("--coco-set", default=coco_set, help=f"set name in the folder layout (default {coco_set})")
     csv = subparsers.add_parser("csv", help="a CSV data set (annotations.csv and classes.csv)")
     csv.add_argument("annotations", help="CSV file of annotations: path,x1,y1,x2,y2,class_name,mask_path")
     csv.add_argument("classes", help="CSV file of classes: class_name,id")
+    labelme = subparsers.add_parser("labelme", help="a folder of labelme .json files (searched recursively)")
+    labelme.add_argument("folder", metavar="FOLDER", help="folder of labelme .json files and their pictures")
+    labelme.add_argument("--classes", metavar="FILE",
+                         help="labelme's labels.txt: the classes in label order, __ignore__ and _background_ "
+                              "allowed (default: the sorted labels found)")
+    yolo = subparsers.add_parser("yolo", help="an ultralytics YOLO segmentation data set (its data.yaml)")
+    yolo.add_argument("data_yaml", metavar="DATA.yaml", help="the data set's YAML file (path, train, val, names)")
+    yolo.add_argument("--split", choices=YOLO_SPLITS, default=yolo_split,
+                      help=f"the split of the YAML file to read (default {yolo_split})")
     if val_annotations:
-        csv.add_argument("--val-annotations", help="CSV file of validation annotations (same classes)")
-    if coco_model:
-        coco.add_argument("model", help=MODEL_HELP)
-    if csv_model:
-        csv.add_argument("model", help=MODEL_HELP)
-    return [coco, csv]
+        csv.add_argument("--val-annotations", metavar="FILE",
+                         help="CSV file of validation annotations (same classes)")
+        coco.add_argument("--val-annotations", metavar="FILE.json",
+                          help="COCO JSON file of the validation set (default with a folder PATH: "
+                               "annotations/instances_val2017.json when it exists; with a JSON file: none)")
+        coco.add_argument("--val-images", metavar="DIR",
+                          help="the folder the validation JSON's file_name entries are relative to "
+                               "(default: its folder)")
+        labelme.add_argument("--val-folder", metavar="DIR",
+                             help="folder of labelme files of the validation set (same classes; default: none)")
+        yolo.add_argument("--val-split", choices=YOLO_SPLITS, default="val",
+                          help="the split of the YAML file to validate on (default val; none when the YAML "
+                               "has no such entry)")
+    skip = dict(action="store_true",
+                help="leave out COCO annotations that are bad (unknown category or image, empty or broken "
+                     "segmentation, box outside the image) with one warning counting them (default: stop "
+                     "with an error naming the first)")
+    parser.add_argument("--skip-bad-annotations", **skip)
+    coco.add_argument("--skip-bad-annotations", **dict(skip, default=argparse.SUPPRESS))
+    if coco_model or csv_model:
+        for sub in (coco, csv, labelme, yolo):
+            sub.add_argument("model", help=MODEL_HELP)
+    return [coco, csv, labelme, yolo]
 
 
 def add_image_size(flags, min_side=800, max_side=1333):
@@ -179,14 +222,49 @@ def check_file(parser, path, what):
         parser.error(f"{what} {path!r} does not exist")
 
 
-def check_dataset(parser, args):
-    """parser.error unless the data set files of the sub-command exist."""
+def coco_files(parser, path, set_name=None, images=None):
+    """(annotations JSON file, images folder) of `coco PATH`: PATH itself and `images` (default
+    the JSON's folder) for a file, DIR/annotations/instances_SET.json and DIR/images/SET/ for a
+    folder; parser.error naming what is missing."""
+    if os.path.isfile(path):
+        if images is not None and not os.path.isdir(images):
+            parser.error(f"--images folder {images!r} does not exist")
+        return path, images if images is not None else os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(path):
+        if path.lower().endswith(".json"):
+            parser.error(f"COCO annotations file {path!r} does not exist")
+        parser.error(f"COCO data set folder {path!r} does not exist (PATH is a COCO JSON file or a folder in the "
+                     f"COCO layout)")
+    if images is not None:
+        parser.error(f"--images goes with a COCO JSON file; the folder {path!r} has its images in images/SET/")
+    annotations = os.path.join(path, "annotations", f"instances_{set_name}.json")
+    if not os.path.isfile(annotations):
+        found = sorted(name for name in os.listdir(path) if name.lower().endswith(".json"))
+        hint = (f"; it holds {', '.join(found[:3])}: pass that file as PATH" if found
+                else "; give the COCO JSON file itself as PATH")
+        parser.error(f"COCO data set folder {path!r} has no annotations/instances_{set_name}.json{hint}")
+    return annotations, os.path.join(path, "images", set_name)
+
+
+def check_dataset(parser, args, set_name=None):
+    """parser.error unless the data set files of the sub-command exist (set_name: the COCO set a
+    folder PATH must hold, default --coco-set, else train2017)."""
+    if args.dataset_type != "coco" and getattr(args, "skip_bad_annotations", False):
+        parser.error(f"--skip-bad-annotations is for coco data sets; {args.dataset_type} data errors name "
+                     f"the file and line or shape to fix")
     if args.dataset_type == "coco":
-        if not os.path.isdir(args.coco_path):
-            parser.error(f"COCO data set folder {args.coco_path!r} does not exist")
-    else:
+        coco_files(parser, args.coco_path, set_name or getattr(args, "coco_set", None) or "train2017",
+                   args.images)
+    elif args.dataset_type == "csv":
         check_file(parser, args.annotations, "annotations file")
         check_file(parser, args.classes, "classes file")
+    elif args.dataset_type == "labelme":
+        if not os.path.isdir(args.folder):
+            parser.error(f"labelme folder {args.folder!r} does not exist")
+        if args.classes is not None:
+            check_file(parser, args.classes, "--classes file")
+    else:
+        check_file(parser, args.data_yaml, "YOLO data set file")
 
 
 def anchor_parameters(parser, config):
@@ -201,15 +279,24 @@ def anchor_parameters(parser, config):
         parser.error(str(error))
 
 
-def create_generator(parser, args, backbone, set_name=None, annotations=None, **kwargs):
-    """The CocoGenerator or CSVGenerator that args describe, or parser.error naming the problem.
+BAD_ANNOTATIONS_HINT = " (--skip-bad-annotations leaves the bad annotations out with a warning)"
 
-    set_name: COCO set (default args.coco_set); annotations: CSV annotations file (default
-    args.annotations); kwargs go to the generator (batch_size, transform_generator, ...).
-    Images are resized by args.image_min_side / args.image_max_side, batches padded to
-    args.pad_multiple, and preprocessed for `backbone` (a Backbone).
+
+def create_generator(parser, args, backbone, set_name=None, annotations=None, images=None, folder=None,
+                     split=None, **kwargs):
+    """The generator of the data set args describe (CocoGenerator, CSVGenerator, LabelmeGenerator
+    or YoloGenerator), or parser.error naming the problem.
+
+    The other arguments name another set of the same data set (the validation set): set_name:
+    COCO set of a folder PATH (default args.coco_set); annotations: COCO JSON or CSV
+    annotations file instead of the main one, images: that JSON's images folder (default its
+    folder); folder: labelme folder; split: YOLO split (default args.split). kwargs go to the
+    generator (batch_size, transform_generator, ...). Images are resized by args.image_min_side /
+    args.image_max_side, batches padded to args.pad_multiple, and preprocessed for `backbone`
+    (anything with a preprocess_image attribute); COCO annotations are left out when bad with
+    args.skip_bad_annotations, else an error.
     """
-    check_dataset(parser, args)
+    check_dataset(parser, args, set_name)
     kwargs.setdefault("image_min_side", args.image_min_side)
     kwargs.setdefault("image_max_side", args.image_max_side)
     if getattr(args, "pad_multiple", None):
@@ -217,12 +304,28 @@ def create_generator(parser, args, backbone, set_name=None, annotations=None, **
     kwargs.setdefault("preprocess_image", backbone.preprocess_image)
     try:
         if args.dataset_type == "coco":
-            from ..preprocessing.coco import CocoGenerator
+            from ..preprocessing.coco import BadAnnotationError, CocoGenerator
 
-            return CocoGenerator(args.coco_path, set_name or args.coco_set, **kwargs)
-        from ..preprocessing.csv_generator import CSVGenerator
+            if annotations is None:
+                annotations, images = coco_files(parser, args.coco_path,
+                                                 set_name or getattr(args, "coco_set", None) or "train2017",
+                                                 args.images)
+            skip = getattr(args, "skip_bad_annotations", False)
+            try:
+                return CocoGenerator(annotations=annotations, images=images, skip_bad_annotations=skip, **kwargs)
+            except BadAnnotationError as error:
+                parser.error(str(error) + ("" if skip else BAD_ANNOTATIONS_HINT))
+        if args.dataset_type == "csv":
+            from ..preprocessing.csv_generator import CSVGenerator
 
-        return CSVGenerator(annotations or args.annotations, args.classes, **kwargs)
+            return CSVGenerator(annotations or args.annotations, args.classes, **kwargs)
+        if args.dataset_type == "labelme":
+            from ..preprocessing.labelme import LabelmeGenerator
+
+            return LabelmeGenerator(folder or args.folder, classes=args.classes, **kwargs)
+        from ..preprocessing.yolo import YoloGenerator
+
+        return YoloGenerator(args.data_yaml, split=split or args.split, **kwargs)
     except ValueError as error:
         parser.error(str(error))
 
@@ -262,18 +365,19 @@ def picture_names(files):
 
 
 def plain_bad_image_warnings(prog):
-    """Shows warnings about unreadable images as `prog: warning: message` lines (without the
-    source line Python adds); other warnings are shown as before."""
+    """Shows warnings about unreadable images and bad annotations (BadImageWarning,
+    AnnotationWarning) as `prog: warning: message` lines (without the source line Python adds);
+    other warnings are shown as before."""
     import warnings
 
-    from ..preprocessing.bad_images import BadImageWarning
+    from ..preprocessing.bad_images import AnnotationWarning, BadImageWarning
 
     original = warnings.formatwarning
     if getattr(original, "bad_image_prog", None) is not None:
         original = original.original
 
     def formatwarning(message, category, filename, lineno, line=None):
-        if issubclass(category, BadImageWarning):
+        if issubclass(category, (BadImageWarning, AnnotationWarning)):
             return f"{prog}: warning: {message}\n"
         return original(message, category, filename, lineno, line)
 

@@ -1,7 +1,9 @@
 """`maskrcnn-debug`: draws what training sees (anchors, annotations, masks) into PNG files.
 
-    maskrcnn-debug [options] coco PATH [--coco-set SET]
+    maskrcnn-debug [options] coco PATH [--images DIR] [--coco-set SET]
     maskrcnn-debug [options] csv ANNOTATIONS CLASSES
+    maskrcnn-debug [options] labelme FOLDER [--classes labels.txt]
+    maskrcnn-debug [options] yolo DATA.yaml [--split val]
 
 --anchors draws the positive anchors in cyan; --annotations draws each ground-truth box green
 when some anchor is positive for it and red when none is (it would not be trained); --masks

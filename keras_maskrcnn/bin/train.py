@@ -1,7 +1,13 @@
-"""`maskrcnn-train`: trains a Mask R-CNN on a COCO or CSV data set.
+"""`maskrcnn-train`: trains a Mask R-CNN on a COCO, CSV, labelme or YOLO data set.
 
-    maskrcnn-train [options] coco PATH
+    maskrcnn-train [options] coco PATH [--images DIR] [--val-annotations FILE.json [--val-images DIR]]
     maskrcnn-train [options] csv ANNOTATIONS CLASSES [--val-annotations FILE]
+    maskrcnn-train [options] labelme FOLDER [--classes labels.txt] [--val-folder DIR]
+    maskrcnn-train [options] yolo DATA.yaml [--split train] [--val-split val]
+
+The validation set (evaluated after every epoch unless --no-evaluation) is coco's
+--val-annotations, or with a folder PATH its instances_val2017.json when it exists; csv's
+--val-annotations; labelme's --val-folder; yolo's --val-split of the YAML file when it has one.
 
 Snapshots `{backbone}_{dataset}_{epoch:02d}.keras` hold the training model with its optimizer
 and the settings needed to rebuild the prediction model; `load_model` opens them as the
@@ -32,7 +38,7 @@ def parse_args(args):
     """(parser, checked arguments); exits through parser.error on bad arguments."""
     parser = argparse.ArgumentParser(
         prog="maskrcnn-train",
-        description="Train a Mask R-CNN (RetinaNet + RoIAlign mask head) on a COCO or CSV data set.")
+        description="Train a Mask R-CNN (RetinaNet + RoIAlign mask head) on a COCO, CSV, labelme or YOLO data set.")
     subparsers = common.dataset_subparsers(parser, val_annotations=True)
     flags = common.FlagAdder(parser, subparsers)
     flags.exclusive(
@@ -60,6 +66,10 @@ def parse_args(args):
                    "KERAS_DISTRIBUTION_NUM_PROCESSES and KERAS_DISTRIBUTION_PROCESS_ID (see the README); "
                    "--batch-size is the global batch, each worker reads its share; only worker 0 writes "
                    "snapshots and logs")
+    flags.add("--worker-timeout", type=common.positive_float, default=60.0, metavar="SECONDS",
+              help="with --multi-worker: when a worker stops (an error, --max-bad-images, a kill), every other "
+                   "worker exits (status 3) naming it, at once, or after SECONDS without a word from it when its "
+                   "machine or network goes silent (default 60)")
     flags.add("--epochs", type=common.positive_int, default=50,
               help="train until this epoch (default 50; a resumed snapshot's epochs count)")
     flags.add("--steps", type=common.positive_int, default=None,
@@ -75,7 +85,7 @@ def parse_args(args):
               help="TensorBoard log folder (default ./logs; '' disables TensorBoard)")
     flags.add("--no-snapshots", dest="snapshots", action="store_false", help="do not save snapshots")
     flags.add("--no-evaluation", dest="evaluation", action="store_false",
-              help="do not evaluate on the validation set after every epoch")
+              help="do not evaluate on the validation set after every epoch (and read no validation set)")
     flags.add("--freeze-backbone", action="store_true", help="freeze the backbone layers")
     flags.add("--no-class-specific-filter", dest="class_specific_filter", action="store_false",
               help="non-maximum suppression across classes instead of per class")
@@ -184,13 +194,60 @@ def check_args(parser, args):
         parser.error(f"--multi-gpu {args.multi_gpu}: {error}")
     if args.image_min_side < 32 or args.image_max_side < 32:
         parser.error("--image-min-side and --image-max-side must be at least 32")
-    if args.dataset_type == "csv" and args.val_annotations:
-        common.check_file(parser, args.val_annotations, "validation annotations file")
-    if args.compute_val_loss and args.dataset_type == "csv" and not args.val_annotations:
-        parser.error("--compute-val-loss needs --val-annotations")
+    check_validation_args(parser, args)
     if args.config is not None:
         common.check_file(parser, args.config, "config file")
     return args
+
+
+VALIDATION_FLAGS = {"coco": "--val-annotations", "csv": "--val-annotations", "labelme": "--val-folder",
+                    "yolo": "--val-split"}
+
+
+def check_validation_args(parser, args):
+    """parser.error for validation set options that name no file, or that go with nothing."""
+    if args.dataset_type in ("coco", "csv") and args.val_annotations:
+        common.check_file(parser, args.val_annotations, "validation annotations file")
+    if args.dataset_type == "coco" and args.val_images is not None:
+        if args.val_annotations is None:
+            parser.error("--val-images goes with --val-annotations FILE.json")
+        if not os.path.isdir(args.val_images):
+            parser.error(f"--val-images folder {args.val_images!r} does not exist")
+    if args.dataset_type == "labelme" and args.val_folder is not None and not os.path.isdir(args.val_folder):
+        parser.error(f"--val-folder {args.val_folder!r} does not exist")
+    if args.compute_val_loss and validation_source(args) is None:
+        parser.error(f"--compute-val-loss needs {VALIDATION_FLAGS[args.dataset_type]} (a validation set)")
+
+
+def validation_source(args):
+    """The create_generator arguments of the validation set (a dict), or None without one.
+
+    coco: --val-annotations (and --val-images), else with a folder PATH its
+    annotations/instances_val2017.json when it exists; csv: --val-annotations; labelme:
+    --val-folder; yolo: --val-split (the generator says if the YAML file has no such split).
+    """
+    if args.dataset_type == "coco":
+        if args.val_annotations:
+            return dict(annotations=args.val_annotations, images=args.val_images)
+        if os.path.isdir(args.coco_path) and os.path.isfile(
+                os.path.join(args.coco_path, "annotations", "instances_val2017.json")):
+            return dict(set_name="val2017")
+        return None
+    if args.dataset_type == "csv":
+        return dict(annotations=args.val_annotations) if args.val_annotations else None
+    if args.dataset_type == "labelme":
+        return dict(folder=args.val_folder) if args.val_folder else None
+    return dict(split=args.val_split)
+
+
+def no_validation_note(args):
+    """The line printed when evaluation is on but the data set has no validation set."""
+    if args.dataset_type == "coco" and os.path.isdir(args.coco_path):
+        where = f"{os.path.join(args.coco_path, 'annotations', 'instances_val2017.json')} does not exist and no "
+    else:
+        where = "no "
+    return (f"maskrcnn-train: {where}{VALIDATION_FLAGS[args.dataset_type]} given, so there is no validation set "
+            f"and no evaluation after each epoch (--no-evaluation silences this)")
 
 
 def check_multi_worker_args(parser, args):
@@ -200,7 +257,7 @@ def check_multi_worker_args(parser, args):
     if args.compute_val_loss:
         parser.error("--multi-worker: --compute-val-loss is not supported; evaluate the snapshots with "
                      "maskrcnn-evaluate")
-    if args.evaluation and (args.dataset_type == "coco" or args.val_annotations):
+    if args.evaluation and validation_source(args) is not None:
         print("--multi-worker: no evaluation during training (the prediction model is spread over the workers); "
               "evaluate the snapshots with maskrcnn-evaluate")
         args.evaluation = False
@@ -262,19 +319,32 @@ def create_generators(parser, args, backbone, anchor_params):
                                     transform_generator=transform_generator,
                                     visual_effect_generator=visual_effect_generator, **shared)
     validation = None
-    if args.dataset_type == "coco":
-        validation = common.create_generator(parser, args, backbone, set_name="val2017", shuffle_groups=False,
-                                             **shared)
-    elif args.val_annotations:
-        validation = common.create_generator(parser, args, backbone, annotations=args.val_annotations,
-                                             shuffle_groups=False, **shared)
-    if validation is not None and validation.num_classes() != train.num_classes():
-        parser.error(f"the validation set has {validation.num_classes()} classes, the training set "
-                     f"{train.num_classes()}")
+    source = validation_source(args) if args.evaluation or args.compute_val_loss else None
+    if source is not None:
+        validation = common.create_generator(parser, args, backbone, shuffle_groups=False, **source, **shared)
+    elif args.evaluation:
+        print(no_validation_note(args))
+    if validation is not None:
+        check_same_classes(parser, args, train, validation)
     if validation is not None:
         check_unreadable(parser, validation, "validation set", args.max_bad_images)
     args.max_bad_images = check_unreadable(parser, train, "training set", args.max_bad_images)
     return train, validation
+
+
+def check_same_classes(parser, args, train, validation):
+    """parser.error unless the validation set has the training set's classes in the same order."""
+    names, other = common.class_names(train), common.class_names(validation)
+    if names == other:
+        return
+    if len(names) != len(other):
+        difference = f"has {len(other)} class{'es' if len(other) != 1 else ''}, the training set {len(names)}"
+    else:
+        label = next(i for i, (a, b) in enumerate(zip(names, other)) if a != b)
+        difference = f"calls label {label} {other[label]!r}, the training set {names[label]!r}"
+    hint = (" (give both the same --classes labels.txt)" if args.dataset_type == "labelme" and args.classes is None
+            else "")
+    parser.error(f"the validation set {difference}{hint}")
 
 
 def check_unreadable(parser, generator, what, max_bad_images=None):
@@ -485,13 +555,23 @@ def create_callbacks(args, train, prediction, validation, metadata, train_genera
     if args.snapshots:
         log = os.path.join(args.snapshot_path, f"{args.backbone}_{args.dataset_type}.csv")
         callbacks.append(keras.callbacks.CSVLogger(log, append=args.snapshot is not None))
+        from ..callbacks.eval import TrainingCurves
+
+        callbacks.append(TrainingCurves(log))
     return callbacks
 
 
 def main(args=None):
     """maskrcnn-train; returns 0 after training, or at once when --snapshot latest has reached
     --epochs (exits with status 2 on bad arguments, 1 when more images cannot be read than
-    --max-bad-images allows)."""
+    --max-bad-images allows; with --multi-worker 3 when another worker stopped)."""
+    from ..utils.multi_worker import watching
+
+    with watching():  # --multi-worker: the other workers learn how this one ends
+        return _main(args)
+
+
+def _main(args=None):
     parser, args = parse_args(args)
     if args.finished:
         return 0
@@ -551,9 +631,6 @@ def main(args=None):
                                      snapshot_metadata(args, anchor_params, classes), train_generator=train_generator,
                                      chief=workers is None or workers.is_chief)
         validation_data = EpochData(validation_generator) if args.compute_val_loss else None
-        from ..callbacks.eval import TrainingCurves
-
-        callbacks.append(TrainingCurves(log))
         data, steps = EpochData(train_generator, args.steps), None
         if workers is not None:
             data, steps, more = worker_data(workers, train, train_generator, args.steps)
@@ -572,6 +649,7 @@ def join_workers(args):
     from ..utils import multi_worker
 
     workers = multi_worker.initialize()
+    multi_worker.start_watch(workers, timeout=args.worker_timeout)
     workers.check_batch_size(args.batch_size)
     print(f"--multi-worker: worker {workers.worker_index} of {workers.num_workers}"
           f"{' (chief: writes snapshots and logs)' if workers.is_chief else ''}, {workers.replicas} model replicas "
