@@ -218,9 +218,10 @@ def pil_to_bgr_uint8(image):
 def read_image_bgr(path, orient=False):
     """Reads an image file as BGR uint8 (H, W, 3), whatever its mode (see pil_to_bgr_uint8).
 
-    orient=False returns the pixels as stored (EXIF orientation not applied): COCO, CSV and YOLO
+    orient=False returns the pixels as stored (EXIF orientation not applied): COCO and CSV
     annotations refer to the stored pixels. orient=True returns the picture as a viewer shows it
-    (EXIF orientation applied): labelme annotates that, and prediction shows and returns that.
+    (EXIF orientation applied): labelme annotates that, ultralytics' YOLO tools train on that, and
+    prediction shows and returns that.
     Raises UnreadableImageError (a ValueError) naming the file if it is missing, cannot be decoded
     or has more than MAX_IMAGE_PIXELS pixels (checked from the header, before decoding).
     """
