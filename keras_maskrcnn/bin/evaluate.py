@@ -143,7 +143,11 @@ def main(args=None):
     except UnreadableImageError as error:
         sys.exit(f"maskrcnn-evaluate: error: {error}; {STOP_HINT}")
     print()
-    print(format_table(per_class_rows(evaluation.metrics, evaluation.seed_by_name())))
+    rows = per_class_rows(evaluation.metrics, evaluation.seed_by_name())
+    shown = [row for row in rows if row["instances"] or row["class"] == "all"]
+    print(format_table(shown))
+    if len(shown) < len(rows):
+        print(f"({len(rows) - len(shown)} classes without objects in the data set are not shown)")
     print()
     print_average_precisions(evaluation.names, evaluation.seed, weighted=args.weighted_average)
     if args.save_path and str(args.save_path).endswith(".json"):

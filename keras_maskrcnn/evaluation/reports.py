@@ -20,6 +20,8 @@ from ..utils.eval import mask_iou
 from ..utils.visualization import draw_annotations
 
 _PLOTS_SKIPPED = []
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 def pyplot():
@@ -47,6 +49,7 @@ def _atomic_write(path, write, mode="w"):
     try:
         with os.fdopen(handle, mode, **({"newline": ""} if "b" not in mode else {})) as stream:
             write(stream)
+        os.chmod(temporary, 0o666 & ~_UMASK)
         os.replace(temporary, path)
     except BaseException:
         if os.path.exists(temporary):
@@ -189,25 +192,31 @@ def f1_curves(coco_eval, iou=0.5, thresholds=None):
     return thresholds, curves, mean, float(thresholds[best]), float(mean[best])
 
 
+LEGEND_CLASSES = 20
+"""With more classes than this, the curves' legends name only the mean."""
+
+
 def plot_pr_curves(path, evals, names, iou=0.5):
     """Writes mask and box precision-recall at IoU `iou` (one line per class and the mean); the
     path, or None when matplotlib is missing."""
     plt = pyplot()
     if plt is None:
         return None
-    figure, axes = plt.subplots(1, len(evals), figsize=(6 * len(evals), 5), squeeze=False)
+    figure, axes = plt.subplots(1, len(evals), figsize=(8 * len(evals), 5), squeeze=False)
     for axis, (iou_type, coco_eval) in zip(axes[0], evals.items()):
         recall, curves, mean = pr_curves(coco_eval, iou)
+        named = sum(curve is not None for curve in curves.values()) <= LEGEND_CLASSES
         for category, precision in curves.items():
             if precision is not None:
                 ap = float(np.mean(precision))
-                axis.plot(recall, precision, linewidth=1, label=f"{names.get(category, category)} {ap:.3f}")
+                axis.plot(recall, precision, linewidth=1,
+                          label=f"{names.get(category, category)} {ap:.3f}" if named else None)
         if mean is not None:
             axis.plot(recall, mean, color="black", linewidth=3, label=f"all classes {float(np.mean(mean)):.3f}")
         axis.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="recall", ylabel="precision",
                  title=f"{'mask' if iou_type == 'segm' else 'box'} precision-recall at IoU {iou:g} (AP{int(iou * 100)})")
         axis.grid(alpha=0.3)
-        axis.legend(loc="lower left", fontsize="small")
+        axis.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
     figure.tight_layout()
     return _save_figure(plt, figure, path)
 
@@ -219,20 +228,22 @@ def plot_f1_curve(path, coco_eval, names, iou=0.5, iou_type="segm"):
     plt = pyplot()
     if plt is None:
         return None, best, best_f1
-    figure, axis = plt.subplots(figsize=(7, 5))
+    figure, axis = plt.subplots(figsize=(9, 5))
+    named = sum(curve is not None for curve in curves.values()) <= LEGEND_CLASSES
     for category, curve in curves.items():
         if curve is not None:
-            axis.plot(thresholds, curve, linewidth=1, label=str(names.get(category, category)))
+            axis.plot(thresholds, curve, linewidth=1, label=str(names.get(category, category)) if named else None)
     if mean is not None:
         axis.plot(thresholds, mean, color="black", linewidth=3, label=f"all classes {best_f1:.3f} at {best:.3f}")
         axis.axvline(best, color="red", linestyle="--", linewidth=1)
         axis.plot([best], [best_f1], "o", color="red")
         axis.annotate(f"best: F1 {best_f1:.3f} at score {best:.3f}", (best, best_f1),
-                      textcoords="offset points", xytext=(8, 8), color="red")
+                      textcoords="offset points", xytext=(8, 8), color="red",
+                      bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none"})
     axis.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="score threshold", ylabel="F1",
              title=f"{'mask' if iou_type == 'segm' else 'box'} F1 at IoU {iou:g} against the score threshold")
     axis.grid(alpha=0.3)
-    axis.legend(loc="lower left", fontsize="small")
+    axis.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
     figure.tight_layout()
     return _save_figure(plt, figure, path), best, best_f1
 
@@ -289,21 +300,29 @@ def confusion_matrix(records, num_classes, score_threshold=0.25, iou_threshold=0
 
 
 def plot_confusion_matrix(path, matrix, names, score_threshold, iou_threshold=0.5):
-    """Writes the confusion matrix: counts, and normalised by true class (each column sums to 1);
-    the path, or None without matplotlib."""
+    """Writes the confusion matrix: counts, and normalised by true class (each column sums to 1).
+
+    Classes with neither objects nor counted detections are left out (and their number said in
+    the title), so that a model of few classes on a data set of many stays readable.
+    Returns the path, or None without matplotlib.
+    """
     plt = pyplot()
     if plt is None:
         return None
-    labels = [names.get(label, str(label)) for label in range(matrix.shape[0] - 1)] + ["background"]
+    count = matrix.shape[0] - 1
+    shown = [label for label in range(count) if matrix[label].sum() or matrix[:, label].sum()] + [count]
+    left_out = count + 1 - len(shown)
+    matrix = matrix[np.ix_(shown, shown)]
+    labels = [names.get(label, str(label)) for label in shown[:-1]] + ["background"]
     totals = matrix.sum(axis=0, keepdims=True)
     normalised = np.divide(matrix, totals, out=np.zeros(matrix.shape), where=totals > 0)
-    size = max(5.0, 0.6 * len(labels) + 3)
+    size = min(max(5.0, 0.45 * len(labels) + 2.5), 14.0)
     figure, axes = plt.subplots(1, 2, figsize=(2 * size, size))
     for axis, values, title, fmt in ((axes[0], matrix, "counts", "d"),
                                      (axes[1], normalised, "normalised by true class", ".2f")):
         axis.imshow(values, cmap="Blues", vmin=0, vmax=max(values.max(), 1e-9))
-        axis.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
-        axis.set_yticks(range(len(labels)), labels)
+        axis.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize="small")
+        axis.set_yticks(range(len(labels)), labels, fontsize="small")
         axis.set(xlabel="true", ylabel="predicted", title=f"confusion matrix, {title}")
         if len(labels) <= 30:
             for row in range(values.shape[0]):
@@ -311,8 +330,9 @@ def plot_confusion_matrix(path, matrix, names, score_threshold, iou_threshold=0.
                     value = values[row, column]
                     axis.text(column, row, format(value, fmt), ha="center", va="center", fontsize="small",
                               color="white" if value > 0.6 * values.max() else "black")
-    figure.suptitle(f"mask IoU >= {iou_threshold:g}, detections scoring >= {score_threshold:.3f}")
-    figure.tight_layout()
+    note = f"; {left_out} classes without objects or detections not shown" if left_out else ""
+    figure.suptitle(f"mask IoU >= {iou_threshold:g}, detections scoring >= {score_threshold:.3f}{note}")
+    figure.tight_layout(rect=(0, 0, 1, 0.96))
     return _save_figure(plt, figure, path)
 
 
