@@ -23,7 +23,7 @@ import types
 
 import numpy as np
 
-from . import common
+from . import common, quiet
 
 PROG = "maskrcnn-data"
 
@@ -35,6 +35,7 @@ def _add_data_options(parser, action):
     common.add_image_size(flags)
     flags.add("--pad-multiple", type=common.positive_int, default=32,
               help="training pads images up to a multiple of this (default 32); anchors follow the padded shape")
+    quiet.add_verbose_option(flags)
     if action != "convert":
         flags.add("--config", help="a .ini file with an [anchor_parameters] section (default: the default anchors)")
     return flags
@@ -89,6 +90,7 @@ def parse_args(args):
                    "without a file of their own or with an EXIF orientation)")
 
     parsed = parser.parse_args(common.argv(args))
+    quiet.quiet_startup(parsed.verbose)
     sub = actions.choices[parsed.action]
     if parsed.action == "anchors" and not parsed.output:
         sub.error("--output FILE.ini is required")
@@ -251,7 +253,7 @@ def _describe_dataset(args):
     if args.dataset_type == "csv":
         return f"{args.annotations} ({args.classes})"
     parts = [f"{key}={value}" for key, value in sorted(vars(args).items())
-             if key in ("coco_path", "coco_set", "folder", "data_yaml", "split", "images") and value]
+             if key in ("coco_path", "coco_set", "images", "folder", "classes", "data_yaml", "split") and value]
     return ", ".join(parts)
 
 

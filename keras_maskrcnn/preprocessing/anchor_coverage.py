@@ -11,7 +11,8 @@ large: the rest), areas being the mask areas in pixels of the resized image.
 Two computations:
 - `covered_objects` applies the training rule exactly (each image's anchors against all of its
   boxes, with the argmax between boxes), on the anchors that can matter: an anchor with IoU >= 0.5
-  has its centre inside the box, so only anchors centred in some box are compared.
+  has its centre inside the box (else at most half of it overlaps) and an area within a factor 2
+  of the box's, so only those anchors are compared.
 - `best_anchor_iou` gives each object's best IoU over all anchors in closed form: for one anchor
   shape the best position is the grid centre nearest the box centre in x and in y (the overlap
   along an axis only falls as the centres move apart), so it costs objects x anchor shapes
@@ -22,7 +23,8 @@ scales (they set the heads' shapes) and looks for sizes, ratios and scales that 
 objects: ratios start from quantiles of the objects' aspect ratios, sizes from a grid of base
 sizes doubling per level, scales spread over an octave; then an evolutionary search (random
 log-normal mutations of all of them, a mutation kept when it does not lower the coverage)
-refines them. The score is the share of covered objects plus a hundredth of the mean best IoU,
+refines them. Sizes stay at least their level's stride and grow with the level, so every level
+keeps anchors of its own scale. The score is the share of covered objects plus a hundredth of the mean best IoU,
 which breaks ties towards better-fitting anchors.
 """
 
@@ -30,7 +32,7 @@ import warnings
 
 import numpy as np
 
-from ..utils.anchors import AnchorParameters, anchors_for_shape, compute_gt_annotations, feature_shapes
+from ..utils.anchors import AnchorParameters, compute_gt_annotations, feature_shapes, generate_anchors
 from ..utils.progress import progress
 from ..utils.image import UnreadableImageError, compute_resize_scale
 
@@ -195,32 +197,27 @@ def collect_objects(generator, image_min_side=None, image_max_side=None, pad_mul
 
 
 def _candidate_anchors(shape, inside_shape, anchor_params, boxes):
-    """Indices into anchors_for_shape(shape) of the anchors centred inside the image
-    (inside_shape) and inside (or on the edge of) at least one box."""
-    per_cell = anchor_params.num_anchors()
-    chosen, offset = [], 0
-    for (rows, cols), stride in zip(feature_shapes(shape, anchor_params.strides), anchor_params.strides):
-        xs = (np.arange(cols) + 0.5) * stride
-        ys = (np.arange(rows) + 0.5) * stride
+    """(M, 4) float32: the anchors of anchors_for_shape(shape) (same values, same order) that can
+    reach IoU 0.5 with a box: centred inside the image (inside_shape) and inside (or on the edge of)
+    a box whose area is within a factor 2 of theirs (IoU <= smaller area / larger area)."""
+    areas = np.maximum((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]), 1e-12)
+    chosen = []
+    for (rows, cols), stride, size in zip(feature_shapes(shape, anchor_params.strides), anchor_params.strides,
+                                          anchor_params.sizes):
+        base = generate_anchors(size, anchor_params.ratios, anchor_params.scales)  # (A, 4) around (0, 0)
+        ratio = ((base[:, 2] - base[:, 0]) * (base[:, 3] - base[:, 1]))[None, :] / areas[:, None]
+        fits = ((ratio >= 0.5 * (1 - 1e-6)) & (ratio <= 2 * (1 + 1e-6))).astype(np.float32)  # (K, A)
+        xs = (np.arange(cols, dtype=np.float64) + 0.5) * stride
+        ys = (np.arange(rows, dtype=np.float64) + 0.5) * stride
         in_x = (xs[:, None] >= boxes[None, :, 0]) & (xs[:, None] <= boxes[None, :, 2]) & (xs[:, None] < inside_shape[1])
         in_y = (ys[:, None] >= boxes[None, :, 1]) & (ys[:, None] <= boxes[None, :, 3]) & (ys[:, None] < inside_shape[0])
-        cells = np.nonzero((in_y[:, None, :] & in_x[None, :, :]).any(axis=2).ravel())[0]
-        chosen.append(offset + (cells[:, None] * per_cell + np.arange(per_cell)[None, :]).ravel())
-        offset += rows * cols * per_cell
-    return np.concatenate(chosen)
-
-
-class _AnchorCache:
-    def __init__(self, anchor_params):
-        self.anchor_params = anchor_params
-        self.anchors = {}
-
-    def __call__(self, shape):
-        if shape not in self.anchors:
-            if len(self.anchors) > 32:
-                self.anchors.clear()
-            self.anchors[shape] = anchors_for_shape(shape, self.anchor_params)
-        return self.anchors[shape]
+        # (rows, cols, A): how many boxes of a fitting area hold each anchor's centre
+        hits = np.matmul(in_y.astype(np.float32)[None] * fits.T[:, None, :], in_x.astype(np.float32).T[None])
+        row, col, kind = np.nonzero(hits.transpose(1, 2, 0) > 0)
+        x, y = xs[col], ys[row]
+        # utils.anchors.shift's arithmetic: float64 centre + float64 offset, then float32
+        chosen.append(np.stack([x, y, x, y], axis=1) + base[kind])
+    return np.concatenate(chosen).astype(np.float32)
 
 
 def covered_objects(objects, anchor_params=None, positive_overlap=POSITIVE_OVERLAP):
@@ -231,7 +228,6 @@ def covered_objects(objects, anchor_params=None, positive_overlap=POSITIVE_OVERL
     to the box it overlaps most, and is positive when that IoU >= positive_overlap.
     """
     anchor_params = anchor_params or AnchorParameters.default
-    cache = _AnchorCache(anchor_params)
     covered = np.zeros(len(objects), dtype=bool)
     order = np.argsort(objects.image, kind="stable")
     starts = np.searchsorted(objects.image[order], np.arange(len(objects.image_shapes) + 1))
@@ -240,12 +236,10 @@ def covered_objects(objects, anchor_params=None, positive_overlap=POSITIVE_OVERL
         if members.size == 0:
             continue
         boxes = objects.boxes[members]
-        padded = padded_shape(shape, objects.pad_multiple)
-        anchors = cache(padded)
-        candidates = _candidate_anchors(padded, shape, anchor_params, boxes)
-        if candidates.size == 0:
+        candidates = _candidate_anchors(padded_shape(shape, objects.pad_multiple), shape, anchor_params, boxes)
+        if candidates.shape[0] == 0:
             continue
-        positive, _, argmax = compute_gt_annotations(anchors[candidates], boxes, positive_overlap=positive_overlap)
+        positive, _, argmax = compute_gt_annotations(candidates, boxes, positive_overlap=positive_overlap)
         covered[members[np.unique(argmax[positive])]] = True
     return covered
 
@@ -365,9 +359,10 @@ def coverage_warning(fraction, prog="maskrcnn-train"):
 
 
 def _params(log_sizes, log_ratios, log_scales, strides):
-    """AnchorParameters of log-space vectors, ratios and scales sorted, the smallest scale 1."""
+    """AnchorParameters of log-space vectors: ratios and scales sorted, the smallest scale 1, each
+    size at least its stride and at least the size of the level below."""
     scales = np.sort(np.exp(log_scales))
-    sizes = np.exp(log_sizes) * scales[0]
+    sizes = np.maximum.accumulate(np.maximum(np.exp(log_sizes) * scales[0], strides))
     return AnchorParameters(sizes=sizes, strides=strides, ratios=np.sort(np.exp(log_ratios)), scales=scales / scales[0])
 
 
