@@ -83,6 +83,9 @@ def parse_args(args):
               help="folder for snapshots and the CSV training log (default ./snapshots)")
     flags.add("--tensorboard-dir", default="./logs",
               help="TensorBoard log folder (default ./logs; '' disables TensorBoard)")
+    flags.add("--tensorboard-images", type=common.non_negative_int, default=0, metavar="N",
+              help="add N validation pictures (ground truth beside predictions) to TensorBoard every epoch "
+                   "(default 0)")
     flags.add("--no-snapshots", dest="snapshots", action="store_false", help="do not save snapshots")
     flags.add("--no-evaluation", dest="evaluation", action="store_false",
               help="do not evaluate on the validation set after every epoch (and read no validation set)")
@@ -537,12 +540,13 @@ def create_callbacks(args, train, prediction, validation, metadata, train_genera
             from ..callbacks.coco import CocoEval
 
             callbacks.append(CocoEval(validation, prediction_model=prediction, tensorboard=tensorboard,
-                                      max_detections=args.max_detections))
+                                      max_detections=args.max_detections, tensorboard_images=args.tensorboard_images))
         else:
             from ..callbacks.eval import Evaluate
 
             callbacks.append(Evaluate(validation, prediction_model=prediction, tensorboard=tensorboard,
-                                      weighted_average=args.weighted_average, max_detections=args.max_detections))
+                                      weighted_average=args.weighted_average, max_detections=args.max_detections,
+                                      tensorboard_images=args.tensorboard_images))
     if args.snapshots:
         os.makedirs(args.snapshot_path, exist_ok=True)
         template = os.path.join(args.snapshot_path, f"{args.backbone}_{args.dataset_type}_{{epoch:02d}}.keras")

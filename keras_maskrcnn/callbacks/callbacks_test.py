@@ -41,17 +41,23 @@ def test_evaluate_callback_writes_map_to_tensorboard(tmp_path):
     generator = StubGenerator(shape_scenes())
     tensorboard = keras.callbacks.TensorBoard(log_dir=str(tmp_path / "logs"))
     evaluate = Evaluate(generator, prediction_model=GroundTruthModel(generator),
-                        tensorboard=tensorboard, verbose=0)
+                        tensorboard=tensorboard, verbose=0, tensorboard_images=2)
     history = _fit([evaluate, tensorboard], epochs=1)
     assert history.history["mAP"] == [pytest.approx(1.0)]
     import tensorflow as tf
 
-    tags = set()
+    tags, images = set(), {}
     for directory, _, files in os.walk(tmp_path / "logs" / "validation"):
         for name in files:
             for event in tf.compat.v1.train.summary_iterator(os.path.join(directory, name)):
-                tags.update(value.tag for value in event.summary.value)
-    assert "mAP" in tags
+                for value in event.summary.value:
+                    tags.add(value.tag)
+                    if value.tag.startswith("validation_pictures/"):
+                        images[value.tag] = tf.io.decode_png(tf.make_ndarray(value.tensor)[2]).shape
+    assert {"mAP", "segm_AP", "segm_AP50"} <= tags
+    # the first two pictures (60x80 and 72x64), enlarged to 320 px wide, truth beside predictions
+    assert images == {"validation_pictures/0": (4 * 60 + 22, 8 * 80 + 4, 3),
+                      "validation_pictures/1": (5 * 72 + 22, 10 * 64 + 4, 3)}
 
 
 @pytest.mark.skipif(HAS_TENSORBOARD, reason="the tensorboard package is installed")

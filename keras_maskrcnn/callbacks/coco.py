@@ -11,14 +11,15 @@ class CocoEval(Evaluate):
     being fitted. Stores in logs 'segm_AP', 'segm_AP50', ... 'segm_ARl' and the same for 'bbox_'
     (the 12 COCOeval stats each; 0 where there is no ground truth), plus 'mAP' = segm AP; also
     writes them into the TensorBoard callback's log directory when given. threshold: minimum
-    detection score. verbose: 1 prints pycocotools' mask AP and AP50.
+    detection score. verbose: 1 prints pycocotools' mask AP and AP50. tensorboard_images: see Evaluate.
     """
 
     def __init__(self, generator, prediction_model=None, tensorboard=None, threshold=0.05,
-                 save_path=None, binarize_threshold=0.5, max_detections=100, verbose=1):
+                 save_path=None, binarize_threshold=0.5, max_detections=100, verbose=1, tensorboard_images=0):
         super().__init__(generator, score_threshold=threshold, max_detections=max_detections,
                          save_path=save_path, tensorboard=tensorboard, verbose=verbose,
-                         prediction_model=prediction_model, binarize_threshold=binarize_threshold)
+                         prediction_model=prediction_model, binarize_threshold=binarize_threshold,
+                         tensorboard_images=tensorboard_images)
         self.threshold = threshold
         self.stats = None
 

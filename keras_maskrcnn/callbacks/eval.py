@@ -19,10 +19,24 @@ def write_scalars(tensorboard, values, step):
     """
     if tensorboard is None:
         return
+    writer = _writer(tensorboard)
+    if writer is None:
+        return
+    import tensorflow as tf
+
+    with writer.as_default():
+        for name, value in values.items():
+            tf.summary.scalar(name, float(value), step=int(step))
+    writer.flush()
+
+
+def _writer(tensorboard):
+    """The TensorFlow summary writer of a keras.callbacks.TensorBoard's validation logs; None
+    (after a warning) when TensorFlow or the tensorboard package is missing."""
     if importlib.util.find_spec("tensorflow") is None or importlib.util.find_spec("tensorboard") is None:
         warnings.warn("TensorFlow with the tensorboard package is needed to write evaluation "
-                      "scalars to TensorBoard; skipping", stacklevel=2)
-        return
+                      "results to TensorBoard; skipping", stacklevel=3)
+        return None
     import tensorflow as tf
 
     writer = getattr(tensorboard, "_val_writer", None)
@@ -31,9 +45,22 @@ def write_scalars(tensorboard, values, step):
         if directory not in _WRITERS:
             _WRITERS[directory] = tf.summary.create_file_writer(directory)
         writer = _WRITERS[directory]
+    return writer
+
+
+def write_images(tensorboard, name, pictures, step):
+    """Writes BGR uint8 pictures (list of (H, W, 3)) as the image summary `name` at `step` into a
+    keras.callbacks.TensorBoard's validation log dir (one summary per picture: their sizes differ)."""
+    if tensorboard is None or not pictures:
+        return
+    writer = _writer(tensorboard)
+    if writer is None:
+        return
+    import tensorflow as tf
+
     with writer.as_default():
-        for name, value in values.items():
-            tf.summary.scalar(name, float(value), step=int(step))
+        for number, picture in enumerate(pictures):
+            tf.summary.image(f"{name}/{number}", picture[None, :, :, ::-1].copy(), step=int(step))
     writer.flush()
 
 
@@ -65,12 +92,14 @@ class Evaluate(keras.callbacks.Callback):
     callback listed after this one picks up the logs anyway). weighted_average: weight classes by
     their instance counts in 'mAP'. verbose: 1 prints per-class AP with instance counts, the mAP
     and the COCO mask AP. save_path: a folder where the evaluation reports (metrics.json, curves,
-    ...) of the latest epoch are written, or None.
+    ...) of the latest epoch are written, or None. tensorboard_images: with tensorboard, this
+    many validation pictures (the first ones, ground truth beside the detections scoring at least
+    picture_threshold) are added to TensorBoard every epoch as 'validation_pictures/N'.
     """
 
     def __init__(self, generator, iou_threshold=0.5, score_threshold=0.05, max_detections=100,
                  save_path=None, tensorboard=None, weighted_average=False, verbose=1,
-                 prediction_model=None, binarize_threshold=0.5):
+                 prediction_model=None, binarize_threshold=0.5, tensorboard_images=0, picture_threshold=0.5):
         super().__init__()
         self.generator = generator
         self.iou_threshold = iou_threshold
@@ -82,8 +111,22 @@ class Evaluate(keras.callbacks.Callback):
         self.verbose = verbose
         self.prediction_model = prediction_model
         self.binarize_threshold = binarize_threshold
+        self.tensorboard_images = tensorboard_images
+        self.picture_threshold = picture_threshold
         self.mean_ap = None
         self.evaluation = None
+
+    def pictures(self, evaluation):
+        """The first tensorboard_images pictures of the epoch: ground truth beside detections."""
+        from ..evaluation.reports import match_image, worst_picture
+
+        pictures = []
+        for record in evaluation.records[:self.tensorboard_images]:
+            pairs, false, missed = match_image(record, self.picture_threshold)
+            swapped = [(d, g) for d, g in pairs if int(record.labels[d]) != int(record.gt_labels[g])]
+            pictures.append(worst_picture(self.generator.load_image(record.index), record, evaluation.names,
+                                          self.picture_threshold, missed, false, swapped))
+        return pictures
 
     def values(self, evaluation):
         """{log name: value} of one evaluation."""
@@ -112,6 +155,8 @@ class Evaluate(keras.callbacks.Callback):
                           log=print if self.verbose else (lambda line: None))
         logs.update(values)
         write_scalars(self.tensorboard, values, epoch)
+        if self.tensorboard is not None and self.tensorboard_images:
+            write_images(self.tensorboard, "validation_pictures", self.pictures(self.evaluation), epoch)
 
 
 class TrainingCurves(keras.callbacks.Callback):
