@@ -85,7 +85,7 @@ def read_labelme_classes(path):
         (list of names, bool).
 
     Raises:
-        ValueError naming file and line for a missing file, a duplicate name, or no class at all.
+        ValueError: naming file and line for a missing file, a duplicate name, or no class at all.
     """
     if not os.path.isfile(path):
         raise ValueError(f"labelme classes file {path!r} does not exist")

@@ -119,8 +119,8 @@ def read_data_yaml(data_yaml, split="train"):
         (list of class names in index order, sorted list of absolute picture paths).
 
     Raises:
-        ValueError naming the file for a missing or invalid file, missing 'names', a missing split,
-        a split folder or list that does not exist, or a split without pictures.
+        ValueError: naming the file for a missing or invalid file, missing 'names', a missing split,
+            a split folder or list that does not exist, or a split without pictures.
     """
     if not os.path.isfile(data_yaml):
         raise ValueError(f"YOLO data file {data_yaml!r} does not exist")
@@ -185,8 +185,8 @@ def read_label_file(path, num_classes, names_file="data.yaml"):
         list of (int, ndarray, int).
 
     Raises:
-        ValueError naming file and line for a box-only line, pixel coordinates, a class index beyond
-        the names, an odd number of coordinates or fewer than 3 points.
+        ValueError: naming file and line for a box-only line, pixel coordinates, a class index beyond
+            the names, an odd number of coordinates or fewer than 3 points.
     """
     if not os.path.isfile(path):
         return []
