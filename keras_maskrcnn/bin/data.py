@@ -223,7 +223,6 @@ def check(parser, args):
         lines.append(f"  without objects: {', '.join(empty[:12])}" + (f" and {len(empty) - 12} more"
                                                                      if len(empty) > 12 else ""))
     table = coverage_by_group(objects, covered)
-    groups = objects.groups()
     lines.append(f"object sizes after the training resize (--image-min-side {args.image_min_side}, --image-max-side "
                  f"{args.image_max_side}; mask areas, COCO's groups: small < 32^2, medium < 96^2 px):")
     if len(objects):
@@ -233,11 +232,11 @@ def check(parser, args):
                                       for name in ("small", "medium", "large")))
         lines.append(f"  box width {w.min():.1f} / {np.median(w):.1f} / {w.max():.1f} px, height {h.min():.1f} / "
                      f"{np.median(h):.1f} / {h.max():.1f} px (min / median / max)")
-    lines.append(f"anchor coverage: objects that training gives a positive anchor (IoU >= 0.5), {_anchor_source(args, params)}:")
+    lines.append(f"anchor coverage: objects that training gives a positive anchor (IoU >= 0.5), "
+                 f"{_anchor_source(args, params)}:")
     lines.append(f"  {describe_anchors(params)}")
     lines += _coverage_rows([table], ["covered"])
     lines += _uncovered_reasons(objects, covered, best, params)
-    del groups
     lines += _problem_lines(objects.problems, objects.unreadable, args.max_problems)
     lines.append(f"read {len(objects.indices)} images' annotations in {read_time:.1f} s, coverage in "
                  f"{coverage_time:.1f} s")
@@ -293,7 +292,8 @@ def write_plots(folder, generator, objects, covered, params, names, counts, mosa
         axes.text(counts[label], position, f" {counts[label]}", va="center", fontsize=8)
     empty = sum(1 for label, name in enumerate(names) if name is not None and not counts[label])
     axes.set_xlabel("objects")
-    axes.set_title(f"{len(objects)} objects in {len(used)} classes" + (f" ({empty} classes have none)" if empty else ""))
+    axes.set_title(f"{len(objects)} objects in {len(used)} classes"
+                   + (f" ({empty} classes have none)" if empty else ""))
     axes.tick_params(axis="y", labelsize=8)
     figure.tight_layout()
     written.append(write_bytes(os.path.join(folder, "classes.png"), _figure_bytes(figure)))
@@ -351,8 +351,8 @@ def mosaic(generator, objects, count=16, tile=256):
             # draw on the image scaled down so that lines and captions stay readable
             size = (max(1, int(round(image.shape[1] * scale))), max(1, int(round(image.shape[0] * scale))))
             image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-            annotations = dict(annotations, bboxes=annotations["bboxes"] * scale,
-                               masks=[cv2.resize(m, size, interpolation=cv2.INTER_NEAREST) for m in annotations["masks"]])
+            masks = [cv2.resize(m, size, interpolation=cv2.INTER_NEAREST) for m in annotations["masks"]]
+            annotations = dict(annotations, bboxes=annotations["bboxes"] * scale, masks=masks)
         else:
             factor = max(1, int(tile // max(image.shape[:2])))
             image = cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_NEAREST)
@@ -361,7 +361,8 @@ def mosaic(generator, objects, count=16, tile=256):
                                       for m in annotations["masks"]])
         draw_annotations(image, annotations, color=None, label_to_name=generator.label_to_name)
         row, column = divmod(position, columns)
-        canvas[row * tile:row * tile + image.shape[0], column * tile:column * tile + image.shape[1]] = image[:tile, :tile]
+        image = image[:tile, :tile]
+        canvas[row * tile:row * tile + image.shape[0], column * tile:column * tile + image.shape[1]] = image
     return canvas
 
 

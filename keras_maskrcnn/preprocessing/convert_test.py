@@ -13,11 +13,11 @@ from keras_maskrcnn.preprocessing.csv_generator import CSVGenerator
 
 
 def everything(generator):
-    """[(image size, labels by name, boxes, masks, ignore boxes)] of every image, in image-file order."""
+    """[(file name stem, image size, labels by name, boxes, masks, ignore boxes)] of every image, by file name."""
     items = []
     for index in range(generator.size()):
         annotations = generator.load_annotations_group([index])[0]
-        items.append((os.path.basename(generator.image_path(index)), generator.image_size(index),
+        items.append((os.path.splitext(os.path.basename(generator.image_path(index)))[0], generator.image_size(index),
                       [generator.label_to_name(int(label)) for label in annotations["labels"]],
                       annotations["bboxes"], annotations["masks"], annotations["ignore_bboxes"]))
     return sorted(items, key=lambda item: item[0])
@@ -156,3 +156,50 @@ def test_exif_rotated_and_missing_images_are_written(tmp_path, small_shapes):
     written = sorted(os.listdir(tmp_path / "out" / "images"))
     assert written == ["labels.png", "rotated.png"]
     np.testing.assert_array_equal(cv2.imread(str(tmp_path / "out" / "images" / "rotated.png")), picture)
+
+
+def test_labelme_to_coco_keeps_polygons_and_orients_pictures(tmp_path):
+    from keras_maskrcnn.preprocessing.labelme import LabelmeGenerator
+
+    folder = tmp_path / "labelme"
+    folder.mkdir()
+    # stored 40 wide, 30 high, EXIF orientation 6: labelme shows (and annotates) it 30 wide, 40 high
+    stored = np.zeros((30, 40, 3), np.uint8)
+    stored[:, :20] = 200
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(stored).save(folder / "photo.jpg", exif=exif, quality=95)
+    Image.fromarray(np.full((30, 40, 3), 90, np.uint8)).save(folder / "plain.png")
+    shapes = [{"label": "leaf", "points": [[2, 3], [20, 4], [12, 30]], "shape_type": "polygon", "group_id": None},
+              {"label": "stem", "points": [[5, 5], [15, 12]], "shape_type": "rectangle", "group_id": None}]
+    for name, width, height in [("photo", 30, 40), ("plain", 40, 30)]:
+        (folder / f"{name}.json").write_text(json.dumps({
+            "version": "5.4.1", "flags": {}, "shapes": shapes,
+            "imagePath": f"{name}.{'jpg' if name == 'photo' else 'png'}",
+            "imageData": None, "imageHeight": height, "imageWidth": width}))
+    source = LabelmeGenerator(str(folder))
+    output = tmp_path / "coco" / "data.json"
+    report = to_coco(source, str(output), bar=None)
+    assert (report.images, report.objects, report.polygons, report.copied) == (2, 4, 4, 1)
+    assert sorted(os.listdir(output.parent)) == ["data.json", "photo.png"]
+    back = CocoGenerator(annotations=str(output))
+    assert_same(everything(source), everything(back))
+    index = [os.path.basename(back.image_path(i)) for i in range(back.size())].index("photo.png")
+    np.testing.assert_array_equal(back.load_image(index), source.load_image(
+        [os.path.basename(source.image_path(i)) for i in range(source.size())].index("photo.jpg")))
+
+
+def test_yolo_to_coco_keeps_polygons(tmp_path):
+    from keras_maskrcnn.preprocessing.yolo import YoloGenerator
+
+    (tmp_path / "images" / "train").mkdir(parents=True)
+    (tmp_path / "labels" / "train").mkdir(parents=True)
+    Image.fromarray(np.full((50, 100, 3), 120, np.uint8)).save(tmp_path / "images" / "train" / "a.png")
+    (tmp_path / "labels" / "train" / "a.txt").write_text("1 0.1 0.1 0.5 0.12 0.3 0.9\n"
+                                                        "0 0.6 0.2 0.9 0.2 0.9 0.8 0.6 0.8\n")
+    (tmp_path / "data.yaml").write_text("path: .\ntrain: images/train\nval: images/train\nnames: [a, b]\n")
+    source = YoloGenerator(str(tmp_path / "data.yaml"))
+    report = to_coco(source, str(tmp_path / "out.json"), bar=None)
+    assert (report.objects, report.polygons, report.rles) == (2, 2, 0)
+    back = CocoGenerator(annotations=str(tmp_path / "out.json"))
+    assert_same(everything(source), everything(back))
