@@ -423,8 +423,8 @@ def write_worst_pictures(directory, generator, records, names, count=8, score_th
 
 def plot_training_curves(csv_path, path=None):
     """Writes every column of a Keras CSVLogger file (losses and metrics) against the epoch,
-    one panel each, as training_curves.png beside it (or at `path`); returns the path written,
-    or None without matplotlib or without rows."""
+    one panel each (a 'val_' column in its training column's panel), as training_curves.png
+    beside it (or at `path`); returns the path written, or None without matplotlib or without rows."""
     with open(csv_path, newline="") as handle:
         rows = list(csv.DictReader(handle))
     if not rows:
@@ -443,17 +443,25 @@ def plot_training_curves(csv_path, path=None):
     plt = pyplot()
     if plt is None or not series:
         return None
+    from matplotlib.ticker import MaxNLocator
+
     epochs = [int(float(row["epoch"])) + 1 for row in rows] if "epoch" in rows[0] else list(range(1, len(rows) + 1))
-    order = sorted(series, key=lambda name: ("loss" not in name, name))
-    width = min(4, len(order))
-    height = -(-len(order) // width)
+    panels = sorted({name[4:] if name.startswith("val_") and name[4:] in columns else name for name in series},
+                    key=lambda name: ("loss" not in name, name))
+    width = min(4, len(panels))
+    height = -(-len(panels) // width)
     figure, axes = plt.subplots(height, width, figsize=(3.6 * width, 2.8 * height), squeeze=False)
-    for axis, name in zip(axes.flat, order):
-        axis.plot(epochs, series[name], marker="o", markersize=3)
+    for axis, name in zip(axes.flat, panels):
+        for key, label in ((name, "training"), (f"val_{name}", "validation")):
+            if key in series:
+                axis.plot(epochs, series[key], marker="o", markersize=3, label=label)
+        if f"val_{name}" in series and name in series:
+            axis.legend(fontsize="x-small")
         axis.set_title(name, fontsize="medium")
         axis.set_xlabel("epoch", fontsize="small")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.grid(alpha=0.3)
-    for axis in list(axes.flat)[len(order):]:
+    for axis in list(axes.flat)[len(panels):]:
         axis.axis("off")
     figure.tight_layout()
     path = path or os.path.join(os.path.dirname(os.path.abspath(csv_path)), "training_curves.png")

@@ -140,7 +140,7 @@ def test_without_matplotlib_plots_are_skipped_once_and_the_rest_written(tmp_path
 
 def _csv_log(tmp_path):
     path = tmp_path / "log.csv"
-    path.write_text("epoch,loss,mAP,segm_AP\n0,2.5,0.1,0.05\n1,1.5,0.3,0.2\n2,1.2,,0.25\n")
+    path.write_text("epoch,loss,mAP,segm_AP,val_loss\n0,2.5,0.1,0.05,2.7\n1,1.5,0.3,0.2,1.9\n2,1.2,,0.25,NA\n")
     return str(path)
 
 
