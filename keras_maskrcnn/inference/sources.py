@@ -131,8 +131,8 @@ def resolve(sources, recursive=False):
 
     Raises:
         SourceError (a ValueError, one line naming the source): a path that does not exist, a
-        folder without pictures or videos, a glob that matches none, a bad numpy picture, a
-        `.txt` line that names nothing (with the list's name and line number).
+            folder without pictures or videos, a glob that matches none, a bad numpy picture, a
+            `.txt` line that names nothing (with the list's name and line number).
     """
     resolved = []
     counter = [0]
@@ -343,7 +343,7 @@ def iter_frames(sources, recursive=False, vid_stride=1, max_frames=None, rgb=Fal
 
     Raises:
         SourceError (a ValueError, one line): what `resolve` raises, before any frame is read;
-        a video, stream or camera that cannot be opened, when its turn comes.
+            a video, stream or camera that cannot be opened, when its turn comes.
     """
     if isinstance(vid_stride, bool) or not isinstance(vid_stride, (int, np.integer)) or vid_stride < 1:
         raise ValueError(f"vid_stride must be a whole number >= 1, got {vid_stride!r}")
@@ -389,7 +389,7 @@ class VideoWriter:
 
     Raises:
         OutputError (an OSError naming the file): the file cannot be opened for writing, or is
-        missing or empty when closed.
+            missing or empty when closed.
     """
 
     def __init__(self, path, fps, size):
