@@ -305,11 +305,12 @@ def write_plots(folder, generator, objects, covered, params, names, counts, mosa
     axes.scatter(w[~covered], h[~covered], s=10, alpha=0.7, color="#d62728",
                  label=f"no positive anchor ({int((~covered).sum())})")
     aw, ah, strides = anchor_shapes(params)
-    axes.scatter(aw, ah, marker="x", s=40, color="black", label="anchor shapes")
-    for stride in np.unique(strides):
+    markers = ("x", "+", "1", "3", "4", "2", "|", "_")
+    for number, stride in enumerate(np.unique(strides)):
         level = strides == stride
-        axes.annotate(f"stride {int(stride)}", (aw[level].max(), ah[level].min()), fontsize=7,
-                      textcoords="offset points", xytext=(4, -8))
+        axes.scatter(aw[level], ah[level], marker=markers[number % len(markers)], s=60, linewidths=1.5,
+                     color=plt.get_cmap("viridis")(number / max(1, len(np.unique(strides)) - 1)),
+                     label=f"anchors, stride {int(stride)}")
     axes.set_xscale("log")
     axes.set_yscale("log")
     axes.set_xlabel("box width (px, after the training resize)")
