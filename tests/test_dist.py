@@ -64,9 +64,11 @@ def test_wheel_holds_every_module_the_license_and_the_console_scripts(dist):
     assert not [name for name in names if name.endswith("_test.py") or name.startswith("tests/")]
     dist_info = next(name.split("/")[0] for name in names if name.endswith(".dist-info/METADATA"))
     with zipfile.ZipFile(wheel) as archive:
-        assert archive.read(f"{dist_info}/licenses/LICENSE") == (ROOT / "LICENSE").read_bytes()
-        entry_points = archive.read(f"{dist_info}/entry_points.txt").decode()
-        metadata = archive.read(f"{dist_info}/METADATA").decode()
+        license_text, entry_points, metadata = (archive.read(f"{dist_info}/{name}").decode()
+                                                for name in ("licenses/LICENSE", "entry_points.txt", "METADATA"))
+    assert license_text == (ROOT / "LICENSE").read_text()
+    assert "Apache License\n                           Version 2.0, January 2004" in license_text
+    assert "END OF TERMS AND CONDITIONS" in license_text
     assert parse_console_scripts(entry_points) == dist["scripts"] != {}
     assert dist["scripts"]["maskrcnn-train"] == console_scripts()["maskrcnn-train"] == "keras_maskrcnn.bin.train:main"
     headers = dict(line.split(": ", 1) for line in metadata.split("\n\n")[0].splitlines() if ": " in line)
