@@ -82,9 +82,11 @@ def copy_source(destination, root=ROOT, commit=None):
 
 def build(outdir, root=ROOT, wheel_only=False, commit=None):
     """Builds the sdist and the wheel from it (or the wheel alone) of a clean copy of root (of its
-    git commit when given, see copy_source) into outdir with `python -m build`; returns a dict: sdist (path or None), wheel (path), and the copy's
-    package_files and console_scripts (what the wheel must hold, as built, whatever changes in
-    the work tree meanwhile)."""
+    git commit when given, see copy_source) into outdir with `python -m build`.
+
+    Returns a dict: sdist (path or None), wheel (path), and the copy's package_files and
+    console_scripts (what the wheel must hold, as built, whatever changes in the work tree meanwhile).
+    """
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="keras-maskrcnn-source-") as scratch:
