@@ -214,10 +214,19 @@ def check(parser, args):
                                            if objects.ignore_regions else ""),
              f"classes: {len(used)}" + (f", {sum(counts[label] == 0 for label in used)} without objects"
                                         if any(counts[label] == 0 for label in used) else "")]
-    width = max([len(str(names[label])) for label in used] + [5])
-    for label in sorted(used, key=lambda k: (-counts[k], k)):
-        if counts[label]:
-            lines.append(f"  {str(names[label]).ljust(width)} {counts[label]:6d}")
+    present = [label for label in sorted(used, key=lambda k: (-counts[k], k)) if counts[label]]
+    if len(present) <= 12:
+        width = max([len(str(names[label])) for label in present] + [5])
+        lines += [f"  {str(names[label]).ljust(width)} {counts[label]:6d}" for label in present]
+    else:
+        line = " "
+        for label in present:
+            item = f" {names[label]} {counts[label]},"
+            if len(line) + len(item) > 100:
+                lines.append(line)
+                line = " "
+            line += item
+        lines.append(line.rstrip(","))
     empty = [str(names[label]) for label in used if counts[label] == 0]
     if empty:
         lines.append(f"  without objects: {', '.join(empty[:12])}" + (f" and {len(empty) - 12} more"
