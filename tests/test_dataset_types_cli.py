@@ -26,8 +26,8 @@ from keras_maskrcnn.preprocessing.bad_images import AnnotationWarning
 README = Path(__file__).resolve().parents[1] / "README.md"
 SIZE = ["--image-min-side", "64", "--image-max-side", "64"]
 CHEAP = ["--backbone", "vgg16", "--epochs", "1", "--steps", "1", "--feature-size", "32", "--mask-feature-size", "16",
-         "--mask-rois", "2", "--max-detections", "5", "--tensorboard-dir", "", "--seed", "0"] + SIZE
-"""Options appended to the README's commands: the smallest model, one step, 64 px pictures."""
+         "--mask-rois", "2", "--max-detections", "5", "--tensorboard-dir", "", "--seed", "0", "--run-eagerly"] + SIZE
+"""Options appended to the README's commands: the smallest model, one step (not compiled), 64 px pictures."""
 
 
 # tiny exports of the shapes set in each tool's format
@@ -309,6 +309,44 @@ def test_yolo_splits_of_one_yaml(exports, no_model_building):
     training, validation = generators(SIZE + ["--no-evaluation", "yolo", str(exports["exports"] / "my-yolo" /
                                                                              "data.yaml"), "--split", "val"])
     assert training.size() == 2 and validation is None
+
+
+def test_yolo_without_a_val_split_trains_without_evaluation(exports, tmp_path, capsys, no_model_building):
+    data_yaml = tmp_path / "data.yaml"
+    text = (exports["exports"] / "my-yolo" / "data.yaml").read_text()
+    data_yaml.write_text(text.replace("val: images/val\n", ""))
+    training, validation = generators(SIZE + ["yolo", str(data_yaml)])
+    assert training.size() == 4 and validation is None
+    assert (f"maskrcnn-train: {data_yaml} has no 'val' split (--val-split), so there is no validation set and no "
+            f"evaluation after each epoch (--no-evaluation silences this)") in capsys.readouterr().out
+    error = error_of(train.main, SIZE + ["--compute-val-loss", "yolo", str(data_yaml)], capsys)
+    assert error.endswith("--compute-val-loss needs --val-split (a validation set)")
+
+
+@pytest.mark.parametrize("kind", ["labelme", "yolo"])
+def test_unreadable_pictures_are_listed_and_left_out_as_for_csv(kind, exports, tmp_path, capsys, no_model_building):
+    root = exports["exports"]
+    if kind == "labelme":
+        shutil.copytree(root / "my-labelme" / "train", tmp_path / "train")
+        picture, args = tmp_path / "train" / "00002.png", ["labelme", str(tmp_path / "train")]
+    else:
+        shutil.copytree(root / "my-yolo", tmp_path / "yolo")
+        data_yaml = tmp_path / "yolo" / "data.yaml"
+        data_yaml.write_text(data_yaml.read_text().replace(str(root / "my-yolo"), str(tmp_path / "yolo")))
+        picture, args = tmp_path / "yolo" / "images" / "train" / "00002.png", ["yolo", str(data_yaml)]
+    picture.write_bytes(b"")
+    training, _ = generators(SIZE + ["--no-evaluation"] + args)
+    assert training.size() == 3
+    error = capsys.readouterr().err
+    assert "maskrcnn-train: warning: training set: 1 of 4 images cannot be read and is left out (at most 1 may be bad)" \
+        in error and f"{picture}" in error
+    (picture.parent / "00003.png").write_bytes(b"not a picture")
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(SIZE + ["--no-evaluation"] + args)
+    error = capsys.readouterr().err
+    assert exit_info.value.code == 2 and str(picture.parent / "00003.png") in error
+    assert "maskrcnn-train: error: training set: 2 of 4 images cannot be read, more than --max-bad-images 1 allows" \
+        in error
 
 
 @pytest.fixture(scope="module")

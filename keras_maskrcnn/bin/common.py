@@ -120,8 +120,8 @@ def dataset_subparsers(parser, coco_model=False, csv_model=False, coco_set=None,
         labelme.add_argument("--val-folder", metavar="DIR",
                              help="folder of labelme files of the validation set (same classes; default: none)")
         yolo.add_argument("--val-split", choices=YOLO_SPLITS, default="val",
-                          help="the split of the YAML file to validate on (default val; none when the YAML "
-                               "has no such entry)")
+                          help="the split of the YAML file to validate on (default val; without such an entry "
+                               "in the YAML, no validation)")
     skip = dict(action="store_true",
                 help="leave out COCO annotations that are bad (unknown category or image, empty or broken "
                      "segmentation, box outside the image) with one warning counting them (default: stop "

@@ -227,7 +227,7 @@ def validation_source(args):
 
     coco: --val-annotations (and --val-images), else with a folder PATH its
     annotations/instances_val2017.json when it exists; csv: --val-annotations; labelme:
-    --val-folder; yolo: --val-split (the generator says if the YAML file has no such split).
+    --val-folder; yolo: --val-split when the YAML file has such an entry.
     """
     if args.dataset_type == "coco":
         if args.val_annotations:
@@ -240,17 +240,33 @@ def validation_source(args):
         return dict(annotations=args.val_annotations) if args.val_annotations else None
     if args.dataset_type == "labelme":
         return dict(folder=args.val_folder) if args.val_folder else None
-    return dict(split=args.val_split)
+    return dict(split=args.val_split) if yaml_has_split(args.data_yaml, args.val_split) else None
+
+
+def yaml_has_split(path, split):
+    """False when the YAML file at `path` is a mapping without an entry `split`, else True (a file
+    that cannot be read is left to the generator's error)."""
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8-sig") as handle:
+            data = yaml.safe_load(handle)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return True
+    return not isinstance(data, dict) or data.get(split) is not None
 
 
 def no_validation_note(args):
     """The line printed when evaluation is on but the data set has no validation set."""
-    if args.dataset_type == "coco" and os.path.isdir(args.coco_path):
-        where = f"{os.path.join(args.coco_path, 'annotations', 'instances_val2017.json')} does not exist and no "
+    if args.dataset_type == "yolo":
+        missing = f"{args.data_yaml} has no {args.val_split!r} split (--val-split)"
+    elif args.dataset_type == "coco" and os.path.isdir(args.coco_path):
+        missing = (f"{os.path.join(args.coco_path, 'annotations', 'instances_val2017.json')} does not exist and no "
+                   f"--val-annotations given")
     else:
-        where = "no "
-    return (f"maskrcnn-train: {where}{VALIDATION_FLAGS[args.dataset_type]} given, so there is no validation set "
-            f"and no evaluation after each epoch (--no-evaluation silences this)")
+        missing = f"no {VALIDATION_FLAGS[args.dataset_type]} given"
+    return (f"maskrcnn-train: {missing}, so there is no validation set and no evaluation after each epoch "
+            f"(--no-evaluation silences this)")
 
 
 def check_multi_worker_args(parser, args):
