@@ -20,11 +20,11 @@ order of the category ids, for every category of the file: a category without an
 the same in every file of a data set, and is named in one AnnotationWarning.
 
 Every annotation is checked when the generator is built (see `check_annotations`): its image
-and category exist, its segmentation is a non-empty list of polygons of at least 3 points
-(an even count of finite numbers) or an RLE of its image's size, its box lies inside its image
-(within TOLERANCE pixels). A bad one raises BadAnnotationError naming the JSON file, the
-annotation id and the image (file name and id), or with skip_bad_annotations=True is left out
-with one AnnotationWarning counting them and naming the first few.
+and category exist, its segmentation is a non-empty list of polygons of at least 3 points (an
+even count of finite numbers) or an RLE of its image's size, its box and polygons lie inside
+its image (within TOLERANCE pixels). A bad one raises BadAnnotationError naming the JSON file,
+the annotation id and the image (file name and id), or with skip_bad_annotations=True is left
+out with one AnnotationWarning counting them and naming the first few.
 
 Every image's header is read when the generator is built (with a progress bar from
 PROGRESS_IMAGES images on): a missing or unreadable file, or one whose size is not the size
@@ -105,8 +105,10 @@ def rle_string_counts(counts):
     return None if shift else runs
 
 
-def segmentation_problem(segmentation, height, width):
-    """Why `segmentation` is no mask of a height x width image (a phrase), or None if it is one."""
+def segmentation_problem(segmentation, height, width, tolerance=TOLERANCE):
+    """Why `segmentation` is no mask of a height x width image (a phrase), or None if it is one:
+    an RLE of that size, or a non-empty list of polygons of at least 3 points (an even number of
+    finite coordinates) inside the image (`tolerance` pixels outside allowed)."""
     if segmentation is None:
         return "has no segmentation (a box-only data set: masks are needed)"
     if isinstance(segmentation, dict):
@@ -142,6 +144,10 @@ def segmentation_problem(segmentation, height, width):
             return f"polygon {index} has an odd number of coordinates ({len(polygon)})"
         if len(polygon) < 6:
             return f"polygon {index} has {len(polygon) // 2} points; a polygon needs at least 3"
+        xs, ys = polygon[0::2], polygon[1::2]
+        if min(xs) < -tolerance or min(ys) < -tolerance or max(xs) > width + tolerance or max(ys) > height + tolerance:
+            return (f"polygon {index} reaches ({min(xs):g}, {min(ys):g})-({max(xs):g}, {max(ys):g}), outside the "
+                    f"{width}x{height} image")
     return None
 
 
@@ -252,7 +258,8 @@ def check_annotations(path, data, tolerance=TOLERANCE):
         elif annotation.get("iscrowd", 0) not in (0, 1):
             problem = f"iscrowd {annotation['iscrowd']!r} is not 0 or 1"
         else:
-            problem = (segmentation_problem(annotation.get("segmentation"), image["height"], image["width"])
+            problem = (segmentation_problem(annotation.get("segmentation"), image["height"], image["width"],
+                                            tolerance)
                        or box_problem(annotation.get("bbox"), image["height"], image["width"], tolerance))
         if isinstance(annotation_id, (numbers.Real, str)):
             seen.add(annotation_id)

@@ -251,6 +251,8 @@ BAD = {
     "RLE counts short": ({"segmentation": {"size": [40, 50], "counts": [100, 300]}},
                          "RLE counts cover 400 pixels", None),
     "box outside": ({"bbox": [40, 10, 20, 20]}, r"bbox \[40, 10, 20, 20\] runs outside the 50x40 image", None),
+    "polygon outside": ({"segmentation": [[10, 10, 1e30, 10, 30, 30]]},
+                        r"polygon 0 reaches \(10, 10\)-\(1e\+30, 30\), outside the 50x40 image", None),
     "box not 4 numbers": ({"bbox": [10, 10, 20]}, r"bbox \[10, 10, 20\] is not 4 finite numbers", None),
     "unknown image": ({"image_id": 7}, "image_id 7 is not among the images", KeyError),
 }
