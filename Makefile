@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR := demo-output
 
-.PHONY: venv test demo dist bench bench-peers legacy-reference clean
+.PHONY: venv test demo docs dist bench bench-peers legacy-reference clean
 
 $(STAMP): pyproject.toml setup.py keras_maskrcnn/__init__.py
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,10 @@ demo: $(STAMP)
 	$(BIN)/maskrcnn-predict $(DEMO_SNAPSHOT) $(DEMO_VAL)/images \
 		--output-dir $(DEMO_DIR)/predictions
 	@echo "demo pictures: $(DEMO_DIR)/predictions/"
+
+# The documentation site (mkdocs.yml, docs/) into site/; --strict fails on broken links and references.
+docs: $(STAMP)
+	$(BIN)/python -m mkdocs build --strict --site-dir site
 
 # Release check: builds the sdist and the wheel into dist/ (from a clean copy of the source),
 # runs twine check, checks the wheel's files, installs it with the tensorflow extra into a new
@@ -93,4 +97,4 @@ legacy-reference: $(LEGACY_STAMP)
 	@echo "legacy reference files: $(LEGACY_OUT)/"
 
 clean:
-	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache dist build
+	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache dist build site
