@@ -426,3 +426,16 @@ def test_debug_draws_every_type(kind, exports, tmp_path):
     original = cv2.imread(str(exports["root"] / "val" / "images" / "00000.png"))
     assert picture.shape == (64, 64, 3) and not np.array_equal(picture, original)
     shutil.copy(out / "00000.png", exports["root"] / f"debug_{kind}.png")
+
+
+def test_the_four_generators_are_exported_lazily():
+    import subprocess
+    import sys
+
+    code = ("import sys, keras_maskrcnn.preprocessing as p; print('keras' in sys.modules, sorted(p.__all__)); "
+            "print([getattr(p, name).__module__ for name in p.__all__])")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    first, second = result.stdout.splitlines()
+    assert first == "False ['CSVGenerator', 'CocoGenerator', 'LabelmeGenerator', 'YoloGenerator']"
+    assert second == str([f"keras_maskrcnn.preprocessing.{name}" for name in ("csv_generator", "coco", "labelme",
+                                                                              "yolo")])
