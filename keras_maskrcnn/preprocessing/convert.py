@@ -180,13 +180,14 @@ class ConversionReport:
         return lines
 
 
-def _read(generator, index, report):
-    """Standardised annotations of image `index`, or None (noted in report) when unreadable."""
+def _read(generator, index, report, images):
+    """(standardised annotations, image path for the output) of image `index`, or (None, None)
+    (noted in report) when its masks or picture cannot be read."""
     try:
-        return generator.load_annotations_group([index])[0]
+        return generator.load_annotations_group([index])[0], images.path(index)
     except UnreadableImageError as error:
         report.unreadable[generator.image_path(index)] = str(error)
-        return None
+        return None, None
 
 
 def to_coco(generator, output_file, images_dir=None, copy_images=False, bar="Converting: "):
@@ -211,12 +212,12 @@ def to_coco(generator, output_file, images_dir=None, copy_images=False, bar="Con
             "categories": [{"id": category[label], "name": generator.label_to_name(label)} for label in category]}
     indices = range(generator.size())
     for index in progress(list(indices), bar) if bar else indices:
-        annotations = _read(generator, index, report)
+        annotations, file_name = _read(generator, index, report, images)
         if annotations is None:
             continue
         height, width = generator.image_size(index)
         image_id = len(data["images"]) + 1
-        data["images"].append({"id": image_id, "file_name": images.path(index), "width": int(width),
+        data["images"].append({"id": image_id, "file_name": file_name, "width": int(width),
                                "height": int(height)})
         polygons = source_polygons(generator, index) or []
         for number, (box, label, mask) in enumerate(zip(annotations["bboxes"], annotations["labels"],
@@ -272,10 +273,9 @@ def to_csv(generator, output_dir, copy_images=False, bar="Converting: "):
     rows = []
     indices = range(generator.size())
     for index in progress(list(indices), bar) if bar else indices:
-        annotations = _read(generator, index, report)
+        annotations, image = _read(generator, index, report, images)
         if annotations is None:
             continue
-        image = images.path(index)
         if not len(annotations["labels"]):
             rows.append([image, "", "", "", "", "", ""])
         for number, (box, label, mask) in enumerate(zip(annotations["bboxes"], annotations["labels"],

@@ -203,3 +203,27 @@ def test_yolo_to_coco_keeps_polygons(tmp_path):
     assert (report.objects, report.polygons, report.rles) == (2, 2, 0)
     back = CocoGenerator(annotations=str(tmp_path / "out.json"))
     assert_same(everything(source), everything(back))
+
+
+def test_an_image_that_fails_to_decode_is_left_out_and_reported(small_shapes, tmp_path):
+    from keras_maskrcnn.utils.image import UnreadableImageError
+
+    class Broken(CSVGenerator):
+        """Image 1's file is gone (so it must be decoded to be written) and does not decode."""
+
+        def image_path(self, index):
+            return str(tmp_path / "gone.png") if index == 1 else super().image_path(index)
+
+        def load_image(self, index):
+            if index == 1:
+                raise UnreadableImageError(f"image file {self.image_path(index)!r} could not be read: truncated")
+            return super().load_image(index)
+
+    generator = Broken(small_shapes["train"], small_shapes["classes"])
+    report = to_csv(generator, str(tmp_path / "out"), bar=None)
+    assert report.images == 3 and report.copied == 0
+    assert list(report.unreadable) == [generator.image_path(1)]
+    assert report.lines()[-2:] == ["1 unreadable images left out:",
+                                   f"  image file {generator.image_path(1)!r} could not be read: truncated"]
+    back = CSVGenerator(str(tmp_path / "out" / "annotations.csv"), str(tmp_path / "out" / "classes.csv"))
+    assert back.size() == 3
