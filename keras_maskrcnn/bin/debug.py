@@ -137,6 +137,7 @@ def run(generator, args, anchor_params, names):
 def main(args=None):
     """maskrcnn-debug; returns 0 (exits with status 2 on bad arguments)."""
     parser, args = parse_args(args)
+    common.plain_bad_image_warnings(parser.prog)
     from ..models import backbone as get_backbone
 
     anchor_params = common.anchor_parameters(parser, args.config)
