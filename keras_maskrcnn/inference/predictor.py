@@ -20,7 +20,7 @@ import os
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from ..utils.masks import paste_mask
+from ..utils.masks import paste_mask_region
 from .transform import IMAGE_MAX_SIDE, IMAGE_MIN_SIDE, PAD_MULTIPLE, InputTransform, select_detections
 
 
@@ -33,8 +33,9 @@ def mask_polygons(mask, tolerance=1.0, offset=(0.0, 0.0)):
     """Outer contours of a (H, W) 0/1 mask as COCO polygons: a list of flat [x1, y1, x2, y2, ...] lists.
 
     The outline follows the pixels' edges (pixel i covers [i, i + 1)), so pycocotools rasterises the
-    polygon back to nearly the same mask: OpenCV traces the mask enlarged 4 times (2 times, then 1, for
-    very large objects), whose boundary pixel centres lie within 1/8 pixel of the edges. Outlines are
+    polygon back to nearly the same mask: OpenCV traces the mask enlarged 4 times (objects up to about
+    140 x 140 pixels), 2 times (up to 500 x 500) or not at all (larger), whose boundary pixel centres
+    lie within 1/8, 1/4 or 1/2 pixel of the edges. Outlines are
     simplified with Douglas-Peucker at `tolerance` pixels (0 keeps every vertex). A polygon has no
     holes: a mask with holes comes back filled. Polygons of fewer than 3 points are dropped. offset
     (x, y) is added to every point.
@@ -47,7 +48,7 @@ def mask_polygons(mask, tolerance=1.0, offset=(0.0, 0.0)):
         return []
     top, left = rows[0], cols[0]
     crop = np.pad(mask[top:rows[-1] + 1, left:cols[-1] + 1], 1).astype(np.uint8)
-    factor = 4 if crop.size <= 250_000 else 2 if crop.size <= 1_000_000 else 1
+    factor = 4 if crop.size <= 20_000 else 2 if crop.size <= 250_000 else 1
     if factor > 1:
         crop = cv2.resize(crop, None, fx=factor, fy=factor, interpolation=cv2.INTER_NEAREST)
     contours, _ = cv2.findContours(crop, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
@@ -60,7 +61,7 @@ def mask_polygons(mask, tolerance=1.0, offset=(0.0, 0.0)):
         if len(points) < 3:
             continue
         points = (points + 0.5) / factor + shift
-        polygons.append([round(float(value), 2) for value in points.reshape(-1)])
+        polygons.append(np.round(points.reshape(-1), 2).tolist())
     return polygons
 
 
@@ -105,6 +106,7 @@ class Result:
         self.mask_probs = mask_probs
         self._paste_boxes = self.boxes if paste_boxes is None else np.asarray(paste_boxes, dtype=np.float64)
         self._rles = rles
+        self._regions = {}
         self.binarize_threshold = binarize_threshold
 
     def __len__(self):
@@ -123,12 +125,29 @@ class Result:
             return tuple(self.image.shape[:2])
         return (0, 0)
 
+    def region(self, index):
+        """Detection `index`'s mask where it can be set: (region (h, w) uint8 0/1, left, top) in picture
+        pixels; outside the region the mask is 0. Computed once."""
+        if index not in self._regions:
+            if self._rles is not None:
+                full = mask_utils.decode(self._rles[index])
+                rows, cols = np.flatnonzero(full.any(axis=1)), np.flatnonzero(full.any(axis=0))
+                if rows.size:
+                    self._regions[index] = (np.ascontiguousarray(full[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]),
+                                            int(cols[0]), int(rows[0]))
+                else:
+                    self._regions[index] = (np.zeros((0, 0), np.uint8), 0, 0)
+            else:
+                self._regions[index] = paste_mask_region(self.mask_probs[index], self._paste_boxes[index],
+                                                         self.shape, self.binarize_threshold)
+        return self._regions[index]
+
     def mask(self, index):
         """Detection `index`'s mask (H, W) bool at the picture's resolution."""
-        if self._rles is not None:
-            return mask_utils.decode(self._rles[index]).astype(bool)
-        return paste_mask(self.mask_probs[index], self._paste_boxes[index], self.shape,
-                          self.binarize_threshold).astype(bool)
+        region, left, top = self.region(index)
+        full = np.zeros(self.shape, dtype=bool)
+        full[top:top + region.shape[0], left:left + region.shape[1]] = region
+        return full
 
     @property
     def masks(self):
@@ -137,14 +156,21 @@ class Result:
         height, width = self.shape
         stacked = np.zeros((len(self), height, width), dtype=bool)
         for index in range(len(self)):
-            stacked[index] = self.mask(index)
+            region, left, top = self.region(index)
+            stacked[index, top:top + region.shape[0], left:left + region.shape[1]] = region
         return stacked
 
     @property
     def rles(self):
         """COCO run-length encodings of the masks (dicts with 'size' and 'counts' bytes)."""
         if self._rles is None:
-            self._rles = [encode_mask(self.mask(index)) for index in range(len(self))]
+            from .tiles import mask_to_picture_rle
+
+            encoded = []
+            for index in range(len(self)):
+                region, left, top = self.region(index)
+                encoded.append(mask_to_picture_rle(region, (left, top), self.shape))
+            self._rles = encoded
         return self._rles
 
     @property
@@ -157,7 +183,11 @@ class Result:
     def polygons(self, tolerance=1.0):
         """Per detection a list of polygons, flat [x1, y1, x2, y2, ...] in picture pixels (see
         `mask_polygons`: simplified by `tolerance` pixels; holes are lost)."""
-        return [mask_polygons(self.mask(index), tolerance) for index in range(len(self))]
+        outlines = []
+        for index in range(len(self)):
+            region, left, top = self.region(index)
+            outlines.append(mask_polygons(region, tolerance, offset=(left, top)))
+        return outlines
 
     def counts(self):
         """{class name: number of detections}."""
@@ -373,7 +403,7 @@ class Predictor:
 
     def _predict_tiled(self, image, path, frame):
         """One Result for a picture larger than a tile: tiles at their own resolution, merged."""
-        from .tiles import merge_detections, tile_grid
+        from .tiles import mask_to_picture_rle, merge_detections, tile_grid
 
         height, width = image.shape[:2]
         grid = tile_grid(height, width, self.tile, self.tile_overlap)
@@ -392,7 +422,8 @@ class Predictor:
             shift = np.array([x0, y0, x0, y0], dtype=np.float64)
             for box, score, label, mask in zip(tile_boxes, tile_scores, tile_labels, tile_masks):
                 placed = box + shift
-                rles.append(encode_mask(paste_mask(mask, placed, (height, width), self.binarize_threshold)))
+                region, left, top = paste_mask_region(mask, placed, (height, width), self.binarize_threshold)
+                rles.append(mask_to_picture_rle(region, (left, top), (height, width)))
                 boxes.append(placed)
                 scores.append(score)
                 labels.append(label)

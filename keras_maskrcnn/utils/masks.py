@@ -56,6 +56,33 @@ def roi_mask_targets(mask, rois, size=28):
     return (values >= 0.5).astype(np.uint8)
 
 
+def paste_mask_region(mask, box, image_shape, threshold=0.5):
+    """The part of the image that `paste_mask` can set: (region (h, w) uint8 of 0/1, left, top).
+
+    The region covers the image pixels whose centres lie inside the box (clipped to the image);
+    outside it a pasted mask is 0. An empty or degenerate box gives a (0, 0) region at (0, 0).
+    """
+    height, width = int(image_shape[0]), int(image_shape[1])
+    mask = np.asarray(mask, dtype=np.float32)
+    x1, y1, x2, y2 = (float(v) for v in box)
+    empty = (np.zeros((0, 0), dtype=np.uint8), 0, 0)
+    if not np.all(np.isfinite([x1, y1, x2, y2])) or x2 <= x1 or y2 <= y1 or mask.size == 0:
+        return empty
+    # pixels whose centre c = i + 0.5 satisfies x1 <= c < x2
+    left = max(int(np.ceil(x1 - 0.5)), 0)
+    right = min(int(np.ceil(x2 - 0.5)), width)
+    top = max(int(np.ceil(y1 - 0.5)), 0)
+    bottom = min(int(np.ceil(y2 - 0.5)), height)
+    if right <= left or bottom <= top:
+        return empty
+    size_y, size_x = mask.shape
+    us = (np.arange(left, right) + 0.5 - x1) / (x2 - x1) * size_x - 0.5
+    vs = (np.arange(top, bottom) + 0.5 - y1) / (y2 - y1) * size_y - 0.5
+    grid_u, grid_v = np.meshgrid(us, vs)
+    values = _bilinear(mask, grid_u, grid_v, clamp=True)
+    return (values >= threshold).astype(np.uint8), left, top
+
+
 def paste_mask(mask, box, image_shape, threshold=0.5):
     """Pastes a (S, S) float mask predicted for `box` into an image.
 
@@ -66,23 +93,8 @@ def paste_mask(mask, box, image_shape, threshold=0.5):
     """
     height, width = int(image_shape[0]), int(image_shape[1])
     result = np.zeros((height, width), dtype=np.uint8)
-    mask = np.asarray(mask, dtype=np.float32)
-    x1, y1, x2, y2 = (float(v) for v in box)
-    if not np.all(np.isfinite([x1, y1, x2, y2])) or x2 <= x1 or y2 <= y1 or mask.size == 0:
-        return result
-    # pixels whose centre c = i + 0.5 satisfies x1 <= c < x2
-    left = max(int(np.ceil(x1 - 0.5)), 0)
-    right = min(int(np.ceil(x2 - 0.5)), width)
-    top = max(int(np.ceil(y1 - 0.5)), 0)
-    bottom = min(int(np.ceil(y2 - 0.5)), height)
-    if right <= left or bottom <= top:
-        return result
-    size_y, size_x = mask.shape
-    us = (np.arange(left, right) + 0.5 - x1) / (x2 - x1) * size_x - 0.5
-    vs = (np.arange(top, bottom) + 0.5 - y1) / (y2 - y1) * size_y - 0.5
-    grid_u, grid_v = np.meshgrid(us, vs)
-    values = _bilinear(mask, grid_u, grid_v, clamp=True)
-    result[top:bottom, left:right] = values >= threshold
+    region, left, top = paste_mask_region(mask, box, image_shape, threshold)
+    result[top:top + region.shape[0], left:left + region.shape[1]] = region
     return result
 
 
