@@ -116,3 +116,17 @@ def test_argument_errors(small_shapes, capsys, arguments, message):
         main(arguments + ["csv", small_shapes["train"], small_shapes["classes"]])
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_help_imports_no_keras():
+    import subprocess
+    import sys
+
+    code = ("import sys, contextlib, io\nfrom keras_maskrcnn.bin import data\n"
+            "for args in (['--help'], ['check', '--help'], ['anchors', 'csv', '--help'], ['convert', '--help']):\n"
+            "    with contextlib.redirect_stdout(io.StringIO()):\n"
+            "        try:\n            data.main(args)\n        except SystemExit:\n            pass\n"
+            "print(sorted(n for n in ('keras', 'tensorflow', 'jax', 'torch') if n in sys.modules))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
