@@ -10,6 +10,7 @@ f1_curve.png, confusion_matrix.png and worst/*.png (ground truth beside predicti
 """
 
 import argparse
+import os
 import sys
 
 from ..preprocessing.bad_images import listing
@@ -27,6 +28,12 @@ def parse_args(args):
     subparsers = common.dataset_subparsers(parser, coco_model=True, csv_model=True, coco_set="val2017")
     flags = common.FlagAdder(parser, subparsers)
     common.add_loaded_model_flags(flags)
+    flags.add("--runtime", choices=["keras", "saved_model", "onnxruntime", "openvino", "litert"], default=None,
+              help="what runs the model: keras, or the runtime of an exported artifact (default: from the path: "
+                   ".keras/.h5 keras, a SavedModel folder saved_model, .onnx onnxruntime, .xml openvino, "
+                   ".tflite litert)")
+    flags.add("--threads", type=common.positive_int, default=None,
+              help="threads of an exported artifact's runtime (default: the runtime's choice)")
     flags.add("--score-threshold", type=common.unit_float, default=0.05,
               help="minimum detection score (default 0.05)")
     flags.add("--iou-threshold", type=common.unit_float, default=0.5,
@@ -55,8 +62,24 @@ def parse_args(args):
     args = parser.parse_args(common.argv(args))
     quiet.quiet_startup(args.verbose, gpu=args.gpu)  # before model_metadata imports Keras
     common.check_dataset(parser, args)
-    common.check_file(parser, args.model, "model file")
-    args.metadata = common.model_metadata(parser, args.model)
+    from ..runtimes import read_export_metadata, runtime_for_path
+
+    if args.runtime is None:
+        try:
+            args.runtime = runtime_for_path(args.model)
+        except ValueError as error:
+            parser.error(str(error))
+    if args.runtime == "keras":
+        common.check_file(parser, args.model, "model file")
+        args.metadata = common.model_metadata(parser, args.model)
+    else:
+        if not os.path.exists(args.model):
+            parser.error(f"model {args.model!r} does not exist")
+        args.metadata = read_export_metadata(args.model)
+        if args.mixed_precision:
+            parser.error("--mixed-precision applies to Keras models, not to exported artifacts")
+        if args.config is not None:
+            parser.error("--config applies to Keras models; an exported artifact has its anchors built in")
     common.apply_model_defaults(args, args.metadata)
     if args.config is not None:
         common.check_file(parser, args.config, "config file")
@@ -81,10 +104,40 @@ def settings(args):
     dataset = {key: getattr(args, key) for key in ("dataset_type", "coco_path", "coco_set", "images", "annotations", "classes",
                                                          "folder", "data_yaml", "split")
                if getattr(args, key, None) is not None}
-    return {"model": args.model, "dataset": dataset, "backbone": args.backbone,
+    return {"model": args.model, "runtime": args.runtime, "dataset": dataset, "backbone": args.backbone,
             "score_threshold": args.score_threshold, "max_detections": args.max_detections,
             "binarize_threshold": args.binarize_threshold, "iou_threshold": args.iou_threshold,
             "image_min_side": args.image_min_side, "image_max_side": args.image_max_side}
+
+
+def make_predictor(parser, args, anchor_params):
+    """The `inference.Predictor` that runs args.model: a Keras file loaded with --config's anchors, or an
+    exported artifact with its runtime; one-line exits for a model that cannot be loaded or run."""
+    from ..inference.predictor import Predictor
+    from ..runtimes import MissingRuntime
+
+    settings = dict(score_threshold=args.score_threshold, max_detections=args.max_detections,
+                    image_min_side=args.image_min_side, image_max_side=args.image_max_side,
+                    pad_multiple=args.pad_multiple, binarize_threshold=args.binarize_threshold,
+                    backbone=args.backbone)
+    try:
+        if args.runtime == "keras":
+            from ..models import load_model
+
+            model = load_model(args.model, backbone_name=args.backbone, anchor_params=anchor_params,
+                               mixed_precision=args.mixed_precision or None,
+                               score_threshold=args.score_threshold, max_detections=args.max_detections)
+            common.require_masks(parser, model, args.model)
+            return Predictor(model, classes=args.metadata.get("classes"), **settings)
+        return Predictor(args.model, runtime=args.runtime, threads=args.threads, **settings)
+    except MissingRuntime as error:
+        parser.exit(2, f"{parser.prog}: error: {error}\n")
+    except ValueError as error:
+        if "without a mask head" in str(error):
+            common.no_masks(parser, args.model)
+        parser.error(str(error))
+    except Exception as error:  # runtimes raise their own types for files they cannot read
+        parser.error(f"{args.model!r} cannot be run with {args.runtime}: {error}")
 
 
 STOP_HINT = ("a metric over the other images would not be the data set's; fix or remove them, or pass "
@@ -111,7 +164,6 @@ def main(args=None):
     parser, args = parse_args(args)
     common.select_gpu(args.gpu)
     from ..models import backbone as get_backbone
-    from ..models import load_model
 
     common.plain_bad_image_warnings(parser.prog)
     anchor_params = common.anchor_parameters(parser, args.config)
@@ -125,13 +177,7 @@ def main(args=None):
         parser.error(f"model {args.model!r} predicts {count} classes, the data set has {generator.num_classes()}")
 
     print("Loading model, this may take a second...")
-    try:
-        model = load_model(args.model, backbone_name=args.backbone, anchor_params=anchor_params,
-                           mixed_precision=args.mixed_precision or None,
-                           score_threshold=args.score_threshold, max_detections=args.max_detections)
-    except ValueError as error:
-        parser.error(str(error))
-    common.require_masks(parser, model, args.model)
+    model = make_predictor(parser, args, anchor_params)
 
     from ..evaluation.reports import format_table, per_class_rows, write_json
     from ..evaluation.run import evaluate_model, write_reports

@@ -263,3 +263,20 @@ def test_coco_generator_on_tinycoco_with_ground_truth_model():
     assert evaluation.metrics["bbox"]["AP"] == pytest.approx(1.0)
     assert evaluation.metrics["segm"]["AP50"] > 0.95
     assert {record.image_id for record in evaluation.records} <= set(generator.image_ids)
+
+
+def test_a_predictor_evaluates_like_its_model(tmp_path):
+    from keras_maskrcnn.inference.predictor import Predictor
+
+    scenes = shape_scenes()
+    generator, _ = _csv_generator(tmp_path, scenes)
+    direct = evaluate_model(generator, ChosenModel(generator, imperfect_detections(scenes)))
+    predictor = Predictor(ChosenModel(generator, imperfect_detections(scenes)), score_threshold=0.05,
+                          image_min_side=90, image_max_side=140, pad_multiple=generator.pad_multiple,
+                          classes=["square", "circle"], backbone="resnet50")
+    through = evaluate_model(generator, predictor)
+    for iou_type in ("segm", "bbox"):
+        for name in ("square", "circle"):
+            assert through.metrics[iou_type]["per_class"][name]["AP"] == pytest.approx(
+                direct.metrics[iou_type]["per_class"][name]["AP"], abs=1e-6)
+    assert 0.0 < through.metrics["segm"]["AP"] < 1.0

@@ -75,8 +75,11 @@ def detect(generator, model, image, score_threshold=0.05, max_detections=100, bi
     The one place where the evaluation calls a model: everything else works on its results.
 
     Args:
-        generator: gives the input transform (resize_image, preprocess_image, pad_multiple).
-        model: predict_on_batch(images (1, h, w, 3)) returning outputs whose last four are boxes
+        generator: gives the input transform (resize_image, preprocess_image, pad_multiple) of a
+            model that is not a Predictor.
+        model: a `keras_maskrcnn.inference.Predictor` (any model it runs, exported artifacts
+            included; its own thresholds, detection limit and input transform apply), or anything
+            with predict_on_batch(images (1, h, w, 3)) returning outputs whose last four are boxes
             (1, N, 4) in resized-input pixels, scores (1, N), labels (1, N), masks (1, N, S, S, C).
         image: (H, W, 3) BGR uint8 picture.
         score_threshold: detections scoring at most this are dropped.
@@ -88,6 +91,10 @@ def detect(generator, model, image, score_threshold=0.05, max_detections=100, bi
         labels (K,) int64 and K RLEs (pycocotools dicts with bytes counts).
     """
     height, width = image.shape[:2]
+    if hasattr(model, "predict_images"):  # an inference.Predictor
+        result = model.predict_images([image])[0]
+        return (np.asarray(result.boxes, np.float64).reshape(-1, 4), np.asarray(result.scores, np.float64),
+                np.asarray(result.labels, np.int64), list(result.rles))
     boxes, scores, labels, masks = predict_image(generator, model, image, score_threshold=score_threshold,
                                                  max_detections=max_detections)
     rles = [encode_masks([paste_mask(mask, box, (height, width), binarize_threshold)])[0]
