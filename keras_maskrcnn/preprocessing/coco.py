@@ -75,7 +75,12 @@ def _integral(value):
 
 
 def _finite_numbers(values):
-    return all(isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) for v in values)
+    """Whether every item of `values` is an int or a float (not a bool) and their sum is finite
+    (so each is; JSON gives no other number types)."""
+    if not all(type(v) is float or type(v) is int for v in values):
+        return False
+    total = sum(values)
+    return total - total == 0
 
 
 def rle_string_counts(counts):
@@ -122,7 +127,7 @@ def segmentation_problem(segmentation, height, width, tolerance=TOLERANCE):
             if runs is None:
                 return "RLE counts is not a valid compressed RLE string"
         elif isinstance(counts, list):
-            if not all(_integral(v) is not None for v in counts):
+            if not all(type(v) is int for v in counts) and not all(_integral(v) is not None for v in counts):
                 return "RLE counts holds values that are not integers"
             runs = counts
         else:
