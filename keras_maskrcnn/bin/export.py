@@ -11,6 +11,18 @@ and width unless --fixed-size is given. Unless --no-check, the artifact is run w
 one image (--check-image, else a noise image resized as in prediction) beside the Keras model; when
 their detections differ (count, labels, scores beyond 1e-4, boxes beyond 1e-2 px, masks beyond 1e-3)
 the export fails, printing the differences, and the artifact is removed.
+
+int8 (onnx and openvino), the data sets last on the line:
+
+    maskrcnn-export MODEL OUT.onnx --format onnx --int8 [--calibration-images 300] [--max-ap-drop 0.01]
+        --calibration TYPE ... [--check-data TYPE ...]
+
+quantizes the float artifact with the runtime's own tool (ONNX Runtime's static quantization, NNCF
+for OpenVINO) on --calibration-images pictures of the calibration data set (any TYPE the tools read:
+coco, csv, labelme, yolo), then measures mask and box AP50 of the float and the int8 artifact on the
+--check-data pictures (default: a fifth of the calibration set, at most 200 pictures, kept out of
+calibration); it prints both and fails (status 1, artifact removed) when the int8 mask AP50 is more
+than --max-ap-drop below the float one. The JSON says "precision": "int8".
 """
 
 import argparse
@@ -46,13 +58,40 @@ def parse_args(args):
                         help="detection rows of the exported model (default: the model's, 100)")
     parser.add_argument("--threads", type=common.positive_int, default=None,
                         help="threads of the runtime during the check (default: the runtime's choice)")
+    int8 = parser.add_argument_group("int8 (onnx and openvino; the data sets go last on the line)")
+    int8.add_argument("--int8", action="store_true",
+                      help="quantize to int8 with the runtime's own tool and check mask AP50 against float")
+    int8.add_argument("--calibration", metavar="TYPE ...", nargs=argparse.REMAINDER,
+                      help="the calibration data set, as the other tools take it: coco PATH, csv ANNOTATIONS "
+                           "CLASSES, labelme FOLDER or yolo DATA.yaml [--split S]")
+    int8.add_argument("--check-data", metavar="TYPE ...", nargs=argparse.REMAINDER,
+                      help="annotated pictures for the AP check (default: a fifth of the calibration set, at "
+                           "most 200, kept out of calibration)")
+    int8.add_argument("--calibration-images", type=common.positive_int, default=DEFAULT_CALIBRATION_IMAGES,
+                      help=f"pictures used for calibration (default {DEFAULT_CALIBRATION_IMAGES}, evenly spaced "
+                           f"over the set)")
+    int8.add_argument("--calibration-method", choices=("minmax", "entropy", "percentile"), default="minmax",
+                      help="ONNX Runtime's calibration method (default minmax)")
+    int8.add_argument("--max-ap-drop", type=common.unit_float, default=0.01,
+                      help="fail when the int8 mask AP50 is more than this below the float one (default 0.01)")
     flags = common.FlagAdder(parser, [])
     common.add_backbone(flags, default=None)
     common.add_image_size(flags, None, None)
     common.add_pad_multiple(flags)
     quiet.add_verbose_option(parser)
-    args = parser.parse_args(common.argv(args))
+    argv, datasets = split_dataset_arguments(common.argv(args), DATASET_OPTIONS)
+    args = parser.parse_args(argv)
     quiet.quiet_startup(args.verbose)
+    args.calibration, args.check_data = None, None
+    for option, tokens in datasets.items():
+        setattr(args, option.lstrip("-").replace("-", "_"), dataset_arguments(parser, option, tokens))
+    if args.int8:
+        if args.format not in ("onnx", "openvino"):
+            parser.error(f"--int8 is for the onnx and openvino formats, not {args.format}")
+        if args.calibration is None:
+            parser.error("--int8 needs --calibration TYPE ... (the data set's arguments last on the line)")
+    elif args.calibration is not None or args.check_data is not None:
+        parser.error("--calibration and --check-data go with --int8")
     common.check_file(parser, args.model, "model file")
     suffix = SUFFIXES.get(args.format)
     if suffix and not args.output.lower().endswith(suffix):
@@ -64,6 +103,48 @@ def parse_args(args):
     args.metadata = common.model_metadata(parser, args.model)
     common.apply_model_defaults(args, args.metadata)
     return parser, args
+
+
+DATASET_OPTIONS = ("--calibration", "--check-data")
+DEFAULT_CALIBRATION_IMAGES = 300
+
+
+def split_dataset_arguments(argv, options=DATASET_OPTIONS):
+    """(the other arguments, {option: its data set's arguments}) of a command line where each of
+    `options` is followed by a data set's arguments up to the next of them or the end."""
+    rest, datasets, current = [], {}, None
+    for token in argv:
+        if token in options:
+            current = datasets.setdefault(token, [])
+        elif current is not None:
+            current.append(token)
+        else:
+            rest.append(token)
+    return rest, datasets
+
+
+def dataset_arguments(parser, option, tokens):
+    """The namespace of one data set's arguments (`common.dataset_subparsers`) given after `option`;
+    parser.error naming the option when they are wrong."""
+    sub = argparse.ArgumentParser(prog=f"{parser.prog} {option}", add_help=False)
+    common.dataset_subparsers(sub, coco_set="train2017")
+    if not tokens:
+        parser.error(f"{option} needs a data set: coco PATH, csv ANNOTATIONS CLASSES, labelme FOLDER or yolo DATA.yaml")
+    try:
+        namespace, extra = sub.parse_known_args(tokens)
+    except SystemExit:
+        parser.error(f"{option}: the data set's arguments are wrong (see above)")
+    if extra:
+        parser.error(f"{option} {' '.join(tokens)}: unrecognized {' '.join(extra)} (put the other options before "
+                     f"{option})")
+    return namespace
+
+
+def dataset_generator(parser, args, namespace, backbone):
+    """The generator of a data set namespace of `dataset_arguments`, resized as args say."""
+    for key in ("image_min_side", "image_max_side", "pad_multiple"):
+        setattr(namespace, key, getattr(args, key))
+    return common.create_generator(parser, namespace, backbone, shuffle_groups=False, skip_bad_images=True)
 
 
 def check_input(args, backbone):
@@ -91,7 +172,17 @@ def describe_export(info, output):
     shape = f"fixed input size {size[0]} x {size[1]}" if size else "dynamic input size (any height and width)"
     lines = [f"{output}: {info['format']} artifact, input 'image' (batch, H, W, 3) float32, {shape}; outputs "
              f"{', '.join(info['outputs'])}; runtime: maskrcnn-predict --runtime {info['runtime']}"]
-    check = info.get("check")
+    check = info.get("check") or info.get("float_check")
+    if info.get("precision") == "int8":
+        from ..models.quantize import describe_check
+
+        settings = info["quantization"]
+        lines.append(f"int8 by {settings['tool']} on {settings['calibration_images']} calibration pictures; "
+                     f"{info['size'] / 1e6:.1f} MB (float {info['float_size'] / 1e6:.1f} MB)")
+        if info.get("int8_check"):
+            lines.append("int8 check: " + describe_check(info["int8_check"]))
+        else:
+            lines.append("int8 accuracy not checked (--no-check)")
     if check:
         from ..utils.compare import describe
 
@@ -132,11 +223,20 @@ def main(args=None):
                     image_max_side=args.image_max_side, pad_multiple=args.pad_multiple)
     if not metadata.get("classes") and args.metadata.get("legacy"):
         metadata["classes"] = None
-    print(f"Exporting to {args.format}...")
+    int8 = {}
+    if args.int8:
+        common.plain_bad_image_warnings(parser.prog)
+        int8 = dict(int8=True, calibration=dataset_generator(parser, args, args.calibration, backbone),
+                    calibration_images=args.calibration_images, max_ap_drop=args.max_ap_drop, log=print,
+                    check_data=(dataset_generator(parser, args, args.check_data, backbone)
+                                if args.check_data is not None else None))
+        if args.format == "onnx":
+            int8["quantization"] = dict(calibration_method=args.calibration_method)
+    print(f"Exporting to {args.format}{' int8' if args.int8 else ''}...")
     try:
         info = export_model(model, args.output, args.format, image_size=args.fixed_size, check=args.check,
                             check_input=check_input(args, backbone) if args.check else None,
-                            metadata=metadata, raw_outputs=args.raw_outputs, threads=args.threads)
+                            metadata=metadata, raw_outputs=args.raw_outputs, threads=args.threads, **int8)
     except MissingRuntime as error:
         parser.exit(2, f"{parser.prog}: error: {error}\n")
     except ExportCheckError as error:

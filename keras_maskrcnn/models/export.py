@@ -147,7 +147,8 @@ def _export_onnx(form, path, signature, verbose):
 
 
 def export_model(model, path, format="tf_saved_model", image_size=None, check=True, check_input=None,
-                 metadata=None, raw_outputs=False, threads=None, verbose=False):
+                 metadata=None, raw_outputs=False, threads=None, verbose=False, int8=False, calibration=None,
+                 calibration_images=None, check_data=None, max_ap_drop=0.01, quantization=None, log=None):
     """Exports the prediction model `model` with `Model.export` and checks the artifact against it.
 
     format: "tf_saved_model" (a folder), "onnx" (path ends in .onnx), "openvino" (.xml, with a .bin
@@ -162,9 +163,27 @@ def export_model(model, path, format="tf_saved_model", image_size=None, check=Tr
     (`read_metadata`): class names, backbone, image sizes and pad multiple go into the JSON written
     next to the artifact (`keras_maskrcnn.runtimes.metadata_path`). threads: the runtime's threads for the check.
 
+    int8 (onnx and openvino): the artifact is quantized after training with the runtime's own tool
+    (`models.quantize`: ONNX Runtime's static quantization, QDQ with per-channel weights; NNCF for
+    OpenVINO) from the float one, which is exported and checked first and then removed. calibration: a
+    data set generator or a list of BGR uint8 pictures, fed through the Predictor's input transform;
+    calibration_images: how many of them (default `quantize.DEFAULT_CALIBRATION_IMAGES`, evenly spaced).
+    With check, the int8 artifact's mask and box AP50 are measured beside the float artifact's on
+    check_data (a generator; default: a fifth of the calibration generator's pictures, at most 200, kept
+    out of calibration); when the mask AP50 drops by more than max_ap_drop the artifact is removed and
+    `quantize.Int8CheckError` (an ExportCheckError) raised with both numbers. quantization: options of
+    `quantize_onnx` / `quantize_openvino`. log: receives progress lines (default: none). The JSON says
+    "precision": "int8" or "float32".
+
     Runs on the TensorFlow backend, with a float32 model. Returns the JSON's content as a dict.
     """
     from .backbone import backbone as get_backbone
+
+    if int8:
+        return _export_int8(model, path, format, image_size=image_size, check=check, check_input=check_input,
+                            metadata=metadata, raw_outputs=raw_outputs, threads=threads, verbose=verbose,
+                            calibration=calibration, calibration_images=calibration_images,
+                            check_data=check_data, max_ap_drop=max_ap_drop, quantization=quantization, log=log)
 
     if format not in FORMATS:
         raise ValueError(f"export format must be one of {', '.join(FORMATS)}, got {format!r}")
@@ -225,7 +244,7 @@ def export_model(model, path, format="tf_saved_model", image_size=None, check=Tr
         image_min_side=metadata.get("image_min_side"), image_max_side=metadata.get("image_max_side"),
         pad_multiple=metadata.get("pad_multiple"),
         score_threshold=filters.score_threshold, max_detections=filters.max_detections,
-        mask_size=list(masks.mask_model.output_shape[1:3]), export_form=spec["form"],
+        mask_size=list(masks.mask_model.output_shape[1:3]), export_form=spec["form"], precision="float32",
         keras_version=keras.__version__, export_seconds=round(export_seconds, 1),
     )
     if metadata.get("legacy"):
@@ -244,4 +263,72 @@ def export_model(model, path, format="tf_saved_model", image_size=None, check=Tr
                                    f"(removed): " + "; ".join(lines))
         with open(metadata_path(path), "w") as handle:
             json.dump(info, handle, indent=1)
+    return info
+
+
+INT8_FORMATS = ("onnx", "openvino")
+"""The formats `export_model(int8=True)` quantizes."""
+
+
+def _export_int8(model, path, format, check=True, check_input=None, calibration=None, calibration_images=None,
+                 check_data=None, max_ap_drop=0.01, quantization=None, log=None, threads=None, **options):
+    """export_model(int8=True): the float artifact in a temporary folder beside `path`, checked against
+    the Keras model, quantized to `path`, the int8 artifact checked by AP against the float one."""
+    import tempfile
+
+    from ..inference.predictor import Predictor
+    from . import quantize
+
+    log = log or (lambda line: None)
+    if format not in INT8_FORMATS:
+        raise ValueError(f"int8 export is for the {' and '.join(INT8_FORMATS)} formats, not {format!r}")
+    if calibration is None:
+        raise ValueError("int8 export needs calibration pictures: a data set generator or a list of BGR pictures")
+    require("onnxruntime" if format == "onnx" else "nncf", "int8", "int8 export")
+    count = int(calibration_images or quantize.DEFAULT_CALIBRATION_IMAGES)
+    calibration_set = calibration
+    if check and check_data is None:
+        if not hasattr(calibration, "load_annotations"):
+            raise ValueError("the int8 check measures AP on annotated pictures: pass check_data (a data set "
+                             "generator), a data set generator as calibration, or check=False")
+        calibration_set, check_data = quantize.split_calibration(calibration, count)
+        log(f"int8 check on {check_data.size()} pictures of the calibration set kept out of calibration")
+    path = str(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    files = _artifact_files(path, format) + [metadata_path(path)]
+    _remove(files)
+    scratch = tempfile.mkdtemp(prefix=".float-", dir=directory)
+    try:
+        float_path = os.path.join(scratch, os.path.basename(path))
+        log(f"exporting the float {format} artifact" + (" and checking it against the Keras model" if check else ""))
+        info = export_model(model, float_path, format, check=check, check_input=check_input, threads=threads,
+                            **options)
+        float_artifact = load_artifact(float_path, threads=threads)
+        transform = Predictor(float_artifact).transform
+        batches = quantize.calibration_batches(calibration_set, transform, count)
+        log(f"quantizing with {len(batches)} calibration pictures")
+        started = time.perf_counter()
+        settings = quantize.quantize_artifact(format, float_path, path, batches, **(quantization or {}))
+        info.update(artifact=os.path.basename(path), precision="int8", quantization=settings,
+                    quantize_seconds=round(time.perf_counter() - started, 1),
+                    float_size=quantize.file_size(float_path), size=quantize.file_size(path))
+        if "check" in info:
+            info["float_check"] = info.pop("check")
+        if check:
+            log("measuring float and int8 AP on the check pictures")
+            result = quantize.check_int8(float_artifact, load_artifact(path, threads=threads), check_data,
+                                         max_ap_drop=max_ap_drop)
+            info["int8_check"] = result
+            if not result["passed"]:
+                _remove(files)
+                raise quantize.Int8CheckError(f"the int8 {format} artifact {path} loses too much accuracy "
+                                              f"(removed): {quantize.describe_check(result)}")
+        with open(metadata_path(path), "w") as handle:
+            json.dump(info, handle, indent=1)
+    except BaseException:
+        _remove(files)
+        raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     return info
