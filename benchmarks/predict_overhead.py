@@ -106,7 +106,7 @@ def main(argv=None):
             outputs.add(result)
         outputs.close()
         tool_time = time.perf_counter() - start
-        detections = len(outputs.results)
+        detections = outputs.results.count
         label = "warm-up" if round_index == 0 else f"round {round_index}"
         print(f"{label}: model {model_time / len(paths):.3f} s/picture, tool {tool_time / len(paths):.3f} "
               f"s/picture ({detections} detections written)")

@@ -185,6 +185,56 @@ def _stem(path):
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in stem) or "source"
 
 
+class JsonListWriter:
+    """A JSON list written one item at a time to a temporary file beside `path`, renamed onto `path` by
+    `close()`: memory stays flat over long runs, and `path` appears only complete. OutputError (one line,
+    naming the path and the cause) when a write fails; the temporary file is then removed."""
+
+    def __init__(self, path):
+        import secrets
+
+        self.path = path
+        self.count = 0
+        self.errors = []
+        self._tmp = os.path.join(os.path.dirname(path) or ".",
+                                 f".{os.path.basename(path)}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        self._handle = None
+        self._guard(lambda: setattr(self, "_handle", open(self._tmp, "w", encoding="utf-8")))
+        self._guard(lambda: self._handle.write("["))
+
+    def _guard(self, action):
+        from ..utils.files import _error
+
+        try:
+            return action()
+        except OSError as exc:
+            self.abort()
+            raise _error("cannot write", self.path, exc) from None
+
+    def extend(self, items):
+        import json
+
+        for item in items:
+            text = ("," if self.count else "") + "\n" + json.dumps(item)
+            self._guard(lambda: self._handle.write(text))
+            self.count += 1
+            if "error" in item:
+                self.errors.append(item)
+
+    def close(self):
+        self._guard(lambda: self._handle.write("\n]\n"))
+        self._guard(self._handle.close)
+        self._guard(lambda: os.replace(self._tmp, self.path))
+
+    def abort(self):
+        if self._handle is not None and not self._handle.closed:
+            self._handle.close()
+        try:
+            os.remove(self._tmp)
+        except OSError:
+            pass
+
+
 class Outputs:
     """What maskrcnn-predict writes, kept complete as results come in (see the module docstring)."""
 
@@ -192,7 +242,7 @@ class Outputs:
         self.args = args
         self.predictor = predictor
         self.output_dir = args.output_dir
-        self.results = []
+        self.results = JsonListWriter(os.path.join(args.output_dir, RESULTS_NAME))
         self.rows = []
         self.written_pictures = 0
         self.videos = {}
@@ -232,7 +282,7 @@ class Outputs:
             entry = {"image_id": image_id, "file_name": result.path, "error": result.error}
             if result.frame is not None:
                 entry["frame"] = result.frame
-            self.results.append(entry)
+            self.results.extend([entry])
             return
         result = self.keep(result)
         self.results.extend(result.to_coco(image_id, polygons=True, tolerance=self.args.polygon_tolerance))
@@ -288,11 +338,11 @@ class Outputs:
 
     def close(self):
         """Finishes the videos and writes results.json and summary.csv; OutputError when one cannot be written."""
-        from ..utils.files import write_csv, write_json
+        from ..utils.files import write_csv
 
         for writer in self.videos.values():
             self.video_paths.append(writer.close())
-        write_json(os.path.join(self.output_dir, RESULTS_NAME), self.results)
+        self.results.close()
         header = ["file_name", "frame", "detections"]
         for name in self.class_names:
             header += [f"count:{name}", f"area:{name}"]
@@ -360,8 +410,8 @@ def main(args=None):
         outputs.close()
     except OutputError as error:
         sys.exit(f"{parser.prog}: error: {error}")
-    skipped = [result for result in outputs.results if "error" in result]
-    detections = len(outputs.results) - len(skipped)
+    skipped = outputs.results.errors
+    detections = outputs.results.count - len(skipped)
     frames = sum(1 for row in outputs.rows if row["frame"] != "")
     pictures = len(outputs.rows) - frames
     seen = " and ".join(f"{count} {noun}" for count, noun in ((pictures, "images"), (frames, "frames")) if count)
