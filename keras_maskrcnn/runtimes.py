@@ -72,11 +72,17 @@ def metadata_path(path):
 
 def read_export_metadata(path):
     """The JSON `export_model` wrote next to the artifact `path`, or {} when there is none."""
+    json_path = metadata_path(path)
     try:
-        with open(metadata_path(path)) as handle:
-            return json.load(handle)
+        with open(json_path, encoding="utf-8") as handle:
+            metadata = json.load(handle)
     except FileNotFoundError:
         return {}
+    except (ValueError, RecursionError) as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise ValueError(f"export metadata {json_path!r} is not a JSON file: {' '.join(str(error).split())}") from None
+    if not isinstance(metadata, dict):
+        raise ValueError(f"export metadata {json_path!r} holds a {type(metadata).__name__}, not a JSON object")
+    return metadata
 
 
 class Artifact:

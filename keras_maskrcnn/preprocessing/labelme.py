@@ -320,6 +320,8 @@ class LabelmeGenerator(Generator):
             shape_type = shape.get("shape_type") or "polygon"
             if not isinstance(label, str) or not label:
                 raise ValueError(f"{where}: shape has no label")
+            if not isinstance(shape_type, str):
+                raise ValueError(f"{where}: shape_type {shape_type!r} is not the name of a shape type")
             where = f"{path}: shapes[{index}] ({label!r}, {shape_type})"
             if shape_type in SKIPPED_TYPES or shape_type not in REGION_TYPES:
                 skipped[shape_type] = skipped.get(shape_type, 0) + 1
@@ -339,6 +341,8 @@ class LabelmeGenerator(Generator):
                 ignore.append(box)
                 continue
             group = shape.get("group_id")
+            if group is not None and (isinstance(group, bool) or not isinstance(group, (int, str))):
+                raise ValueError(f"{where}: group_id {group!r} is not a number")
             obj = groups.get((label, group)) if group is not None else None
             if obj is None:
                 obj = {"name": label, "polygons": [], "patches": [], "box": box, "shapes": []}

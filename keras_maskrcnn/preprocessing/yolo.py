@@ -207,7 +207,7 @@ def read_label_file(path, num_classes, names_file="data.yaml"):
             bad = next(t for t in tokens if not _is_number(t))
             raise ValueError(f"{where}: {bad!r} is not a number") from None
         label = values[0]
-        if label != int(label) or label < 0:
+        if not np.isfinite(label) or label != int(label) or label < 0:
             raise ValueError(f"{where}: class {tokens[0]!r} is not a class index (0, 1, 2...)")
         label = int(label)
         if label >= num_classes:
