@@ -414,11 +414,11 @@ def main(args=None):
     detections = outputs.results.count - len(skipped)
     frames = sum(1 for row in outputs.rows if row["frame"] != "")
     pictures = len(outputs.rows) - frames
-    seen = " and ".join(f"{count} {noun}" for count, noun in ((pictures, "images"), (frames, "frames")) if count)
-    written = [f"{outputs.written_pictures} pictures"] if outputs.written_pictures else []
+    seen = " and ".join(_count(count, noun) for count, noun in ((pictures, "image"), (frames, "frame")) if count)
+    written = [_count(outputs.written_pictures, "picture")] if outputs.written_pictures else []
     written += [os.path.basename(path) for path in outputs.video_paths]
     written += [RESULTS_NAME, SUMMARY_NAME]
-    print(f"{detections} detections in {seen or '0 images'}; {', '.join(written)} in {args.output_dir}")
+    print(f"{_count(detections, 'detection')} in {seen or '0 images'}; {', '.join(written)} in {args.output_dir}")
     if skipped:
         print(f"{len(skipped)} unreadable image{'s' if len(skipped) > 1 else ''} skipped (in {RESULTS_NAME} with "
               f"an \"error\" instead of detections):\n{listing(result['error'] for result in skipped)}")
@@ -426,6 +426,11 @@ def main(args=None):
         print(f"{parser.prog}: interrupted; the outputs hold what was predicted before", file=sys.stderr)
         return 130
     return 0
+
+
+def _count(number, noun):
+    """'1 image', '2 images'."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 class _Counted:
