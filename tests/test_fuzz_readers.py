@@ -419,6 +419,71 @@ def test_yolo_data_yaml(tmp_path_factory, content):
     attempt("YOLO data.yaml", str(path), lambda: read_data_yaml(str(path)))
 
 
+# --- model files: .keras archives and old .h5 files -----------------------------------------------------
+
+def _keras_archive():
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("metadata.json", dump({"keras_version": "3.10.0"}))
+        archive.writestr("config.json", dump({"class_name": "Functional", "config": {"layers": []}}))
+        archive.writestr("model.weights.h5", b"\x89HDF\r\n\x1a\n" + bytes(200))
+        archive.writestr("keras_maskrcnn.json", dump({"epoch": 2, "backbone": "vgg16"}))
+    return buffer.getvalue()
+
+
+KERAS_ARCHIVE = _keras_archive()
+
+
+@FUZZ
+@given(content=st.one_of(mutations(KERAS_ARCHIVE, max_edits=5), st.binary(max_size=64)))
+def test_keras_model_archives(tmp_path_factory, content):
+    """check_model_file and read_metadata (what every tool calls first) on mutated .keras archives."""
+    from keras_maskrcnn.models.saving import check_model_file, read_metadata
+
+    folder = tmp_path_factory.getbasetemp() / "fuzz_keras"
+    folder.mkdir(exist_ok=True)
+    path = folder / "model.keras"
+    path.write_bytes(content)
+
+    def call():
+        if check_model_file(str(path)) == "keras":
+            assert isinstance(read_metadata(str(path)), dict)
+
+    attempt(".keras archive", str(path), call)
+
+
+def _old_h5():
+    """A small HDF5 file laid out as a Keras 2 model file (attributes and a model_weights group)."""
+    import h5py
+
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as f:
+        f.attrs["keras_version"] = b"2.2.4"
+        f.attrs["backend"] = b"tensorflow"
+        f.attrs["model_config"] = dump({"class_name": "Model", "config": {"name": "retinanet", "layers": []}}).encode()
+        weights = f.create_group("model_weights")
+        weights.attrs["layer_names"] = [b"conv1"]
+        layer = weights.create_group("conv1")
+        layer.attrs["weight_names"] = [b"conv1/kernel:0"]
+        layer.create_dataset("conv1/kernel:0", data=np.zeros((3, 3, 3, 4), np.float32))
+    return buffer.getvalue()
+
+
+@settings(FUZZ, max_examples=max(10, FUZZ_EXAMPLES // 2))
+@given(content=mutations(_old_h5(), max_edits=3))
+def test_old_h5_model_files(tmp_path_factory, content):
+    """The old-.h5 reader (keras-maskrcnn 0.2, keras-retinanet 1.0) on mutated HDF5 files."""
+    from keras_maskrcnn.models.saving import read_metadata
+
+    folder = tmp_path_factory.getbasetemp() / "fuzz_h5"
+    folder.mkdir(exist_ok=True)
+    path = folder / "model.h5"
+    path.write_bytes(content)
+    attempt("old .h5 file", str(path), lambda: read_metadata(str(path)))
+
+
 def test_report_shape():
     """The module's own sanity: the mutations strategy changes bytes and keeps within bounds."""
     assert struct.calcsize("<I") == 4

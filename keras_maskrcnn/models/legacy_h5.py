@@ -71,8 +71,11 @@ class LegacyFile:
         try:
             with h5py.File(self.path, "r") as f:
                 self._read(f)
-        except ValueError:
-            raise
+        except ValueError as error:
+            if self.path in str(error):
+                raise
+            raise ValueError(f"{self.path!r} is not a readable old model file (damaged?): "
+                             f"{' '.join(str(error).split())}") from None
         except (OSError, KeyError, RuntimeError, TypeError) as error:
             raise ValueError(f"{self.path!r} is not a readable HDF5 model file (truncated or damaged?): {error}") from None
         self._describe()
