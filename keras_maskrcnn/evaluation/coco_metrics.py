@@ -6,7 +6,6 @@ both, `category_id` is the generator's label and image ids are those of `records
 """
 
 import contextlib
-import copy
 import io
 
 import numpy as np
@@ -85,13 +84,14 @@ def coco_results(records, names):
 
 
 def results_for(results, iou_type):
-    """Copies of the results with only what COCOeval scores for `iou_type`.
+    """New dicts of the results with only what COCOeval scores for `iou_type` (loadRes adds to them).
 
     pycocotools' loadRes takes a detection's area from its box when a box is present; for segm
-    the area must come from the mask, so the box is dropped there (and the mask for bbox).
+    the area must come from the mask, so the box is dropped there (and the mask for bbox). The
+    values are shared: loadRes reads them without changing them.
     """
     keep = ("image_id", "category_id", "score", "segmentation" if iou_type == "segm" else "bbox")
-    return [{key: copy.deepcopy(result[key]) for key in keep} for result in results]
+    return [{key: result[key] for key in keep} for result in results]
 
 
 def _load_results(coco_gt, results):
@@ -134,6 +134,21 @@ def run_cocoeval(coco_gt, results, iou_type, image_ids=None, category_ids=None, 
         coco_eval.evaluate()
         coco_eval.accumulate()
         coco_eval.summarize()
+    return coco_eval
+
+
+def compact(coco_eval):
+    """Frees the parts of an accumulated COCOeval that the reports do not read: the results'
+    COCO object, the IoU matrices, and the per-image matches of the areas other than 'all'
+    (stats, eval['precision'] and eval['recall'] stay). Returns coco_eval."""
+    params = coco_eval.params
+    all_range = list(params.areaRng[params.areaRngLbl.index("all")])
+    kept = ("category_id", "aRng", "dtScores", "dtMatches", "dtIgnore", "gtIgnore")
+    coco_eval.evalImgs = [{key: entry[key] for key in kept} for entry in coco_eval.evalImgs
+                          if entry is not None and list(entry["aRng"]) == all_range]
+    coco_eval.ious = {}
+    coco_eval._gts = coco_eval._dts = None
+    coco_eval.cocoDt = None
     return coco_eval
 
 
@@ -194,7 +209,7 @@ def coco_metrics(records, names, iou_types=IOU_TYPES, verbose=False):
         (metrics, evals): metrics is {iou_type: {"AP", "AP50", "AP75", "APs", "APm", "APl", "AR1",
         "AR10", "AR100", "ARs", "ARm", "ARl" (fractions 0..1, None without ground truth),
         "per_class": {name: {"AP", "AP50", "AP75", "APs", "APm", "APl", "AR100", "instances", "images"}}}};
-        evals is {iou_type: the pycocotools COCOeval}.
+        evals is {iou_type: the pycocotools COCOeval, `compact`ed}.
     """
     coco_gt = ground_truth_coco(records, names)
     results = coco_results(records, names)
@@ -204,7 +219,7 @@ def coco_metrics(records, names, iou_types=IOU_TYPES, verbose=False):
     for iou_type in iou_types:
         if verbose:
             print(f"Evaluating {iou_type}")
-        coco_eval = run_cocoeval(coco_gt, results, iou_type, image_ids=image_ids, verbose=verbose)
+        coco_eval = compact(run_cocoeval(coco_gt, results, iou_type, image_ids=image_ids, verbose=verbose))
         evals[iou_type] = coco_eval
         stats = [None if value < 0 else float(value) for value in coco_eval.stats]
         per_class = per_class_values(coco_eval)
