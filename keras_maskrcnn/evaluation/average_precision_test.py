@@ -339,3 +339,16 @@ def test_evaluate_raises_on_an_unreadable_image_or_leaves_it_out(tmp_path):
     kept = [scenes[0][1]["labels"], scenes[2][1]["labels"]]
     assert result == {label: (0.0, sum(int((labels == label).sum()) for labels in kept)) for label in (0, 1)}
     assert list(generator.bad_images.messages()) == [str(broken)]
+
+
+def test_utils_imports_nothing_above_it():
+    """keras_maskrcnn/utils holds helpers every room uses; none of its modules imports another room."""
+    import re
+    from pathlib import Path
+
+    import keras_maskrcnn.utils
+
+    upward = re.compile(r"^\s*(from\s+\.\.|from\s+keras_maskrcnn\.(?!utils)|import\s+keras_maskrcnn\.(?!utils))", re.M)
+    offenders = [path.name for path in Path(keras_maskrcnn.utils.__file__).parent.glob("*.py")
+                 if not path.name.endswith("_test.py") and upward.search(path.read_text())]
+    assert offenders == []
