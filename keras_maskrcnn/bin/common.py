@@ -143,6 +143,20 @@ def add_image_size(flags, min_side=800, max_side=1333):
               help=f"resize images so that the smaller side is this long ({default(min_side, 800)})")
     flags.add("--image-max-side", type=positive_int, default=max_side,
               help=f"unless the larger side would then exceed this ({default(max_side, 1333)})")
+    flags.add("--max-image-pixels", type=non_negative_int, action=MaxImagePixels, default=None, metavar="N",
+              help="a picture with more pixels (width x height, from its header) is not decoded: it is an "
+                   "unreadable picture like a damaged one (default 89478485, Pillow's limit; 0: no limit)")
+
+
+class MaxImagePixels(argparse.Action):
+    """--max-image-pixels N: sets the pixel limit of every picture reader (utils.image.set_max_image_pixels)
+    when the option is parsed; 0 removes the limit."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from ..utils.image import set_max_image_pixels
+
+        set_max_image_pixels(values or None)
+        setattr(namespace, self.dest, values)
 
 
 def add_pad_multiple(flags):

@@ -366,3 +366,20 @@ def test_to_bgr_uint8_byte_orders_and_nan():
         np.testing.assert_array_equal(image_module.to_bgr_uint8(array)[0, :, 0], [0, 0, 1, 255])
     floats = np.array([[np.nan, -1.0, 0.5, 2.0]], dtype=">f4")
     np.testing.assert_array_equal(image_module.to_bgr_uint8(floats)[0, :, 0], [0, 0, 128, 255])
+
+
+def test_max_image_pixels_option_sets_the_limit(restore_limits):
+    """Every tool that reads pictures takes --max-image-pixels (with --image-min-side, common.add_image_size)."""
+    import argparse
+
+    from keras_maskrcnn.bin import common
+
+    parser = argparse.ArgumentParser()
+    common.add_image_size(common.FlagAdder(parser, []))
+    assert parser.parse_args([]).max_image_pixels is None and image_module.MAX_IMAGE_PIXELS == 89_478_485
+    assert parser.parse_args(["--max-image-pixels", "1000"]).max_image_pixels == 1000
+    assert image_module.MAX_IMAGE_PIXELS == 1000
+    parser.parse_args(["--max-image-pixels", "0"])
+    assert image_module.MAX_IMAGE_PIXELS is None
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--max-image-pixels", "-5"])
