@@ -4,9 +4,9 @@ the wheel into a new virtual environment outside the checkout and runs the conso
 Steps, each printed with its time:
   1. `python -m build` on a clean copy of the source (the sdist, then the wheel from the sdist) into dist/;
   2. `twine check --strict` on both;
-  3. the wheel's file list, checked: every module of the package (without the `*_test.py` beside
-     them) and every other file under keras_maskrcnn/, the LICENSE, the entry points of pyproject's
-     [project.scripts], no test modules;
+  3. the wheel's file list, checked: every module of the package and every other file under
+     keras_maskrcnn/ but the tests (the `*_test.py` modules and `testdata/` folders beside the code,
+     which must not be in it), the LICENSE, the entry points of pyproject's [project.scripts];
   4. a new virtual environment in a temporary folder, `pip install <wheel>[tensorflow]`;
   5. from a temporary folder outside the checkout: the import (from the environment's site-packages),
      every console script's --help, `maskrcnn-shapes`, a two-step `maskrcnn-train`, `maskrcnn-predict`
@@ -47,17 +47,24 @@ def console_scripts(root=ROOT):
         return dict(tomllib.load(handle)["project"].get("scripts", {}))
 
 
+def is_test_file(name):
+    """Whether a path inside the package ("keras_maskrcnn/models/maskrcnn_test.py") is a test module
+    or test data (a `testdata` folder beside the tests), which stay out of the wheel and the sdist."""
+    parts = name.split("/")
+    return parts[-1].endswith("_test.py") or "testdata" in parts[:-1] or parts[0] == "tests"
+
+
 def package_files(root=ROOT):
     """The files under keras_maskrcnn/ that a wheel must hold, as sorted paths relative to root
-    ("keras_maskrcnn/models/maskrcnn.py"): every file but the test modules (`*_test.py`) and
-    compiled or cached ones."""
+    ("keras_maskrcnn/models/maskrcnn.py"): every file but the tests (is_test_file) and compiled or
+    cached ones."""
     root = Path(root)
     files = []
     for path in (root / PACKAGE).rglob("*"):
         relative = path.relative_to(root)
         if not path.is_file() or "__pycache__" in relative.parts or path.suffix in (".pyc", ".pyo"):
             continue
-        if path.name.endswith("_test.py"):
+        if is_test_file(relative.as_posix()):
             continue
         files.append(relative.as_posix())
     return sorted(files)
@@ -105,7 +112,7 @@ def build(outdir, root=ROOT, wheel_only=False, commit=None):
 
 def wheel_problems(wheel, files, scripts):
     """What is wrong with the wheel's contents: a list of sentences, empty when it holds every file of
-    files (package_files of the source it was built from), no test module, the LICENSE, and exactly
+    files (package_files of the source it was built from), no test module or test data, the LICENSE, and exactly
     the console scripts of scripts (dict name -> "module:function")."""
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
@@ -119,9 +126,9 @@ def wheel_problems(wheel, files, scripts):
     missing = sorted(set(files) - set(names))
     if missing:
         problems.append(f"{wheel.name} lacks {len(missing)} package files: {', '.join(missing)}")
-    tests = sorted(name for name in names if name.endswith("_test.py") or name.startswith("tests/"))
+    tests = sorted(name for name in names if is_test_file(name))
     if tests:
-        problems.append(f"{wheel.name} holds test modules: {', '.join(tests)}")
+        problems.append(f"{wheel.name} holds tests: {', '.join(tests)}")
     if f"{dist_info}/licenses/LICENSE" not in names:
         problems.append(f"{wheel.name} has no {dist_info}/licenses/LICENSE")
     if parse_console_scripts(entry_points) != scripts:
@@ -224,7 +231,7 @@ def main(argv=None):
             if problems:
                 raise DistError("; ".join(problems))
             print(f"    all {len(built['files'])} package files, the LICENSE and the {len(scripts)} console scripts "
-                  "are in it; no test modules")
+                  "are in it; no tests")
         venv = scratch / "venv"
         with step(f"a new virtual environment outside the checkout, pip install {wheel.name}[{args.extra}]"):
             run([sys.executable, "-m", "venv", venv])

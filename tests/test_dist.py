@@ -61,7 +61,7 @@ def test_wheel_holds_every_module_the_license_and_the_console_scripts(dist):
     expected = {name for name in dist["files"] if name.endswith(".py")}
     assert modules == expected
     assert "keras_maskrcnn/bin/train.py" in modules and "keras_maskrcnn/__init__.py" in modules
-    assert not [name for name in names if name.endswith("_test.py") or name.startswith("tests/")]
+    assert not [name for name in names if name.endswith("_test.py") or "testdata" in name or name.startswith("tests/")]
     dist_info = next(name.split("/")[0] for name in names if name.endswith(".dist-info/METADATA"))
     with zipfile.ZipFile(wheel) as archive:
         license_text, entry_points, metadata = (archive.read(f"{dist_info}/{name}").decode()
@@ -85,7 +85,7 @@ def test_sdist_holds_the_license_changelog_and_build_files_but_no_tests(dist):
         names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
     assert {"LICENSE", "CHANGELOG.md", "README.md", "pyproject.toml", "setup.py"} <= names
     assert "keras_maskrcnn/models/maskrcnn.py" in names
-    assert not [name for name in names if name.endswith("_test.py") or name.startswith("tests/")]
+    assert not [name for name in names if name.endswith("_test.py") or "testdata" in name or name.startswith("tests/")]
 
 
 def test_wheel_problems_names_a_file_left_out(dist, tmp_path):
