@@ -155,7 +155,8 @@ def f1_curves(coco_eval, iou=0.5, thresholds=None):
     Returns:
         (thresholds (T,), {category id: F1 (T,) or None without ground truth}, mean F1 (T,) over
         the classes with ground truth or None, best threshold (the highest of equal F1s), best
-        mean F1); the last two None without ground truth.
+        mean F1); the last two None without ground truth, the threshold None (and F1 0) when no
+        detection matches.
     """
     params = coco_eval.params
     thresholds = np.round(np.linspace(0.0, 1.0, 201), 6) if thresholds is None else np.asarray(thresholds)
@@ -188,6 +189,8 @@ def f1_curves(coco_eval, iou=0.5, thresholds=None):
     if not present:
         return thresholds, curves, None, None, None
     mean = np.mean(present, axis=0)
+    if not np.any(mean > 0):  # no detection matches: no threshold is better than another
+        return thresholds, curves, mean, None, 0.0
     best = len(mean) - 1 - int(np.argmax(mean[::-1]))  # the highest threshold among equal F1s
     return thresholds, curves, mean, float(thresholds[best]), float(mean[best])
 
@@ -233,7 +236,9 @@ def plot_f1_curve(path, coco_eval, names, iou=0.5, iou_type="segm"):
     for category, curve in curves.items():
         if curve is not None:
             axis.plot(thresholds, curve, linewidth=1, label=str(names.get(category, category)) if named else None)
-    if mean is not None:
+    if mean is not None and best is None:
+        axis.plot(thresholds, mean, color="black", linewidth=3, label="all classes: no detection matches")
+    elif mean is not None:
         axis.plot(thresholds, mean, color="black", linewidth=3, label=f"all classes {best_f1:.3f} at {best:.3f}")
         axis.axvline(best, color="red", linestyle="--", linewidth=1)
         axis.plot([best], [best_f1], "o", color="red")

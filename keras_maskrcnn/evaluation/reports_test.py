@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from keras_maskrcnn.evaluation import reports
-from keras_maskrcnn.evaluation.average_precision_test import GroundTruthModel, StubGenerator, rectangle, shape_scenes
+from keras_maskrcnn.evaluation.average_precision_test import (
+    EmptyModel, GroundTruthModel, StubGenerator, rectangle, shape_scenes)
 from keras_maskrcnn.evaluation.coco_metrics import coco_metrics
 from keras_maskrcnn.evaluation.coco_metrics_test import ChosenModel, imperfect_detections
 from keras_maskrcnn.evaluation.records import ImageRecord
@@ -157,3 +158,14 @@ def test_worst_picture_shows_truth_beside_predictions():
     picture = reports.worst_picture(generator.load_image(0), first, evaluation.names, 0.5, [], [])
     height, width = scenes[0][0].shape[:2]  # 60 x 80: enlarged 4 times to reach 320 pixels
     assert picture.shape == (4 * height + 22, 2 * 4 * width + 4, 3)
+
+
+def test_without_any_match_there_is_no_best_threshold(tmp_path):
+    generator = StubGenerator(shape_scenes())
+    evaluation = evaluate_model(generator, EmptyModel(2))
+    lines = []
+    result = write_reports(str(tmp_path), generator, evaluation, log=lines.append)
+    assert result["best_threshold"] is None and result["confusion_threshold"] == 0.25
+    assert lines[0] == "No detection matches an object at mask IoU 0.5: F1 is 0 at every score threshold"
+    np.testing.assert_array_equal(result["confusion_matrix"], [[0, 0, 0], [0, 0, 0], [4, 3, 0]])
+    assert json.loads((tmp_path / "metrics.json").read_text())["f1"]["best_f1"] == 0.0

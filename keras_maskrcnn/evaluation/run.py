@@ -113,6 +113,8 @@ def write_reports(directory, generator, evaluation, settings=None, worst=8, conf
     path, best, best_f1 = reports.plot_f1_curve(os.path.join(directory, "f1_curve.png"), segm, evaluation.names)
     if best is not None:
         log(f"Best mask F1 {best_f1:.4f} at score threshold {best:.3f} (use it as --score-threshold)")
+    elif best_f1 is not None:
+        log("No detection matches an object at mask IoU 0.5: F1 is 0 at every score threshold")
     if confusion_threshold is None:
         confusion_threshold = best if best is not None else 0.25
     written += [path] if path else []
