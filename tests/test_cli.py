@@ -100,6 +100,8 @@ def test_train_writes_snapshots_log_and_evaluates(trained, capsys):
         rows = list(csv.DictReader(handle))
     assert [row["epoch"] for row in rows] == ["0", "1"]
     assert "mAP" in rows[0] and 0.0 <= float(rows[0]["mAP"]) <= 1.0
+    assert 0.0 <= float(rows[0]["segm_AP"]) <= float(rows[0]["segm_AP50"]) <= 1.0
+    assert (trained / "training_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert all(np.isfinite(float(row["loss"])) for row in rows)
 
 
