@@ -2,7 +2,7 @@
 
     nice -n 10 .venv/bin/python benchmarks/tiles.py [--model demo-output/snapshots/mobilenetv2_csv_06.keras]
         [--grid 16] [--size 96] [--seed 3] [--tiles 96,192] [--overlap 0.2] [--full-resolution]
-        [--score-threshold 0.5] [--batch-size 8] [--runs 1] [--save-pictures DIR]
+        [--no-tile-full] [--score-threshold 0.5] [--batch-size 8] [--runs 1] [--save-pictures DIR]
 
 A mosaic of grid x grid held-out shapes pictures (`datasets.shapes.make_image`, seed 3: the demo
 trains on seed 1 and validates on seed 2) of --size pixels, 16 x 16 x 96 px = 1536 x 1536 px with
@@ -171,7 +171,8 @@ def timed(predict, runs):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default=newest_demo_model(), help="a .keras model (default: the newest demo snapshot)")
+    parser.add_argument("--model", default=newest_demo_model(),
+                        help="a .keras model (default: the newest demo snapshot)")
     parser.add_argument("--grid", type=int, default=16, help="pictures per side of the mosaic")
     parser.add_argument("--size", type=int, default=96, help="side of each picture in pixels")
     parser.add_argument("--seed", type=int, default=3)
@@ -209,7 +210,8 @@ def main(argv=None):
         variants.append((f"whole, full resolution ({side} px)",
                          predictor(image_min_side=side, image_max_side=side), "whole"))
     for tile in (int(value) for value in args.tiles.split(",") if value):
-        variants.append((f"tiles {tile}, overlap {args.overlap}", predictor(tile=tile, tile_overlap=args.overlap), "whole"))
+        variants.append((f"tiles {tile}, overlap {args.overlap}",
+                         predictor(tile=tile, tile_overlap=args.overlap), "whole"))
         if not args.no_tile_full:
             variants.append((f"tiles {tile} + whole as a tile", predictor(tile=tile, tile_overlap=args.overlap,
                                                                           tile_full=True), "whole"))
