@@ -22,13 +22,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from ..utils.files import OutputError
 from ..utils.image import UnreadableImageError, read_image_bgr
-
-try:
-    from ..utils.files import OutputError
-except ImportError:  # utils/files.py not there yet
-    class OutputError(OSError):
-        """A file the tools write could not be written completely; the message names the file."""
 
 IMAGE_EXTENSIONS = (".bmp", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
