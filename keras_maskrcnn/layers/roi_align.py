@@ -1,5 +1,6 @@
 """`RoiAlign`: multi-level RoIAlign over the feature pyramid, in one gather pass."""
 
+import collections
 import math
 
 import keras
@@ -75,6 +76,113 @@ def _crop_and_resize_axis(start, end, image_extent, extent, bins):
     return ops.cast(low, "int32"), ops.cast(high, "int32"), (1.0 - frac) * inside, frac
 
 
+class _Samples(collections.namedtuple("_Samples", "rows cols row_weights col_weights ratio")):
+    """Where each box is read: rows (B, N, crop_h * ratio, 2) and cols (B, N, crop_w * ratio, 2), the
+    low and high cell of each sample's bilinear pair (int32), their weights (float32, same shapes), and
+    ratio, the samples per bin along each axis."""
+
+
+def _pair(axis):
+    """(low, high, low weight, high weight) of one axis -> (cells (..., S, 2), weights (..., S, 2))."""
+    low, high, weight_low, weight_high = axis
+    return ops.stack([low, high], axis=-1), ops.stack([weight_low, weight_high], axis=-1)
+
+
+def _aligned_samples(boxes, level, strides, level_height, level_width, crop_size, sampling_ratio):
+    """The samples of torchvision's roi_align(aligned=True): sampling_ratio x sampling_ratio per bin,
+    boxes (B, N, 4) in input pixels scaled by their level's stride."""
+    crop_h, crop_w = crop_size
+    scale = ops.take(ops.convert_to_tensor([1.0 / s for s in strides], dtype="float32"), level)
+    rows, row_weights = _pair(_sample_axis(boxes[..., 1] * scale, (boxes[..., 3] - boxes[..., 1]) * scale,
+                                           ops.cast(level_height, "float32"), crop_h, sampling_ratio))
+    cols, col_weights = _pair(_sample_axis(boxes[..., 0] * scale, (boxes[..., 2] - boxes[..., 0]) * scale,
+                                           ops.cast(level_width, "float32"), crop_w, sampling_ratio))
+    return _Samples(rows, cols, row_weights, col_weights, sampling_ratio)
+
+
+def _crop_and_resize_samples(boxes, image_shape, level_height, level_width, crop_size):
+    """The samples of keras-maskrcnn 0.2 (`tf.image.crop_and_resize`): one per bin, placed by the
+    input size image_shape (B, H, W, C) (see `_crop_and_resize_axis`)."""
+    crop_h, crop_w = crop_size
+    rows, row_weights = _pair(_crop_and_resize_axis(boxes[..., 1], boxes[..., 3], ops.cast(image_shape[1], "float32"),
+                                                    ops.cast(level_height, "float32"), crop_h))
+    cols, col_weights = _pair(_crop_and_resize_axis(boxes[..., 0], boxes[..., 2], ops.cast(image_shape[2], "float32"),
+                                                    ops.cast(level_width, "float32"), crop_w))
+    return _Samples(rows, cols, row_weights, col_weights, 1)
+
+
+def _level_table(features, batch):
+    """Every level's cells in one table for a single gather: (table (B * R, C), heights (L,),
+    widths (L,) int32, offsets (L,) of each level among an image's R rows, R).
+
+    features: [P3, ..., P7] (B, H_l, W_l, C), rows of an image ordered level by level, row-major."""
+    channels = features[0].shape[-1]
+    shapes = [ops.shape(feature) for feature in features]
+    heights = ops.cast(ops.stack([shape[1] for shape in shapes]), "int32")
+    widths = ops.cast(ops.stack([shape[2] for shape in shapes]), "int32")
+    sizes = heights * widths
+    table = ops.concatenate([ops.reshape(f, (batch, -1, channels)) for f in features], axis=1)
+    return ops.reshape(table, (-1, channels)), heights, widths, ops.cumsum(sizes) - sizes, ops.sum(sizes)
+
+
+def _gather_corners(table, base, level_width, samples, crop_size):
+    """The shared gather: every bilinear corner of every sample of every box, (B, N, crop_h, 2 *
+    ratio, crop_w, 2 * ratio, C), and the bins' row and column weights (B, N, crop_h, 2 * ratio) and
+    (B, N, crop_w, 2 * ratio), each divided by ratio (the bin's average)."""
+    crop_h, crop_w = crop_size
+    batch, num_boxes, channels = ops.shape(base)[0], ops.shape(base)[1], table.shape[-1]
+    taps = 2 * samples.ratio
+    index = (
+        base[:, :, None, None, None, None]
+        + samples.rows[:, :, :, :, None, None] * level_width[:, :, None, None, None, None]
+        + samples.cols[:, :, None, None, :, :]
+    )
+    corners = ops.take(table, ops.reshape(index, (-1,)), axis=0)
+    corners = ops.reshape(corners, (batch, num_boxes, crop_h, taps, crop_w, taps, channels))
+    col_weights = ops.reshape(samples.col_weights, (batch, num_boxes, crop_w, taps)) / samples.ratio
+    row_weights = ops.reshape(samples.row_weights, (batch, num_boxes, crop_h, taps)) / samples.ratio
+    return corners, row_weights, col_weights
+
+
+def _pool(table, base, level_width, samples, crop_size, dtype):
+    """(B, N, crop_h, crop_w, C): each bin the weighted sum of its corners, columns first, then rows
+    (two multiply-and-sums, no taps x taps weight grid)."""
+    corners, row_weights, col_weights = _gather_corners(table, base, level_width, samples, crop_size)
+    col_weights = ops.cast(col_weights[:, :, None, None, :, :, None], dtype)
+    row_weights = ops.cast(row_weights[:, :, :, :, None, None], dtype)
+    return ops.sum(ops.sum(corners * col_weights, axis=5) * row_weights, axis=3)
+
+
+def _pool_einsum(table, base, level_width, samples, crop_size, dtype):
+    """`_pool` as two einsums, for JAX: on TensorFlow the multiply-and-sum is faster, but XLA on CPU
+    (jax 0.10) crashes with a segmentation fault computing its gradient."""
+    corners, row_weights, col_weights = _gather_corners(table, base, level_width, samples, crop_size)
+    pooled = ops.einsum("bnhywxc,bnwx->bnhywc", corners, ops.cast(col_weights, dtype))
+    return ops.einsum("bnhywc,bnhy->bnhwc", pooled, ops.cast(row_weights, dtype))
+
+
+def _pool_low_rank(table, base, level_width, samples, crop_size, dtype):
+    """`_pool` with batch and boxes folded into one axis, so that no tensor has more than 5
+    dimensions (LiteRT's limit); the same products and sums in the same order."""
+    crop_h, crop_w = crop_size
+    batch, num_boxes, channels = ops.shape(base)[0], ops.shape(base)[1], table.shape[-1]
+    ratio = samples.ratio
+    taps_y = taps_x = 2 * ratio
+    boxes_total = batch * num_boxes
+    base = ops.reshape(base, (-1, 1, 1))
+    level_width = ops.reshape(level_width, (-1, 1, 1))
+    rows = ops.reshape(samples.rows, (-1, crop_h * taps_y, 1))
+    cols = ops.reshape(samples.cols, (-1, 1, crop_w * taps_x))
+    index = base + rows * level_width + cols
+    corners = ops.take(table, ops.reshape(index, (-1,)), axis=0)
+    corners = ops.reshape(corners, (boxes_total, crop_h * taps_y, crop_w, taps_x, channels))
+    col_weights = ops.cast(ops.reshape(samples.col_weights, (-1, 1, crop_w, taps_x, 1)) / ratio, dtype)
+    row_weights = ops.cast(ops.reshape(samples.row_weights, (-1, crop_h, taps_y, 1, 1)) / ratio, dtype)
+    pooled = ops.reshape(ops.sum(corners * col_weights, axis=3), (boxes_total, crop_h, taps_y, crop_w, channels))
+    pooled = ops.sum(pooled * row_weights, axis=2)
+    return ops.reshape(pooled, (batch, num_boxes, crop_h, crop_w, channels))
+
+
 @keras.saving.register_keras_serializable(package="keras_maskrcnn")
 class RoiAlign(keras.layers.Layer):
     """[boxes (B,N,4), P3, ..., P7 (B,H_l,W_l,C)] -> (B, N, crop_h, crop_w, C).
@@ -121,107 +229,32 @@ class RoiAlign(keras.layers.Layer):
         return self.sampling == "crop_and_resize"
 
     def call(self, inputs):
+        image_shape = None
         if self.takes_image:
-            image_shape = ops.shape(inputs[0])
-            inputs = inputs[1:]
+            image_shape, inputs = ops.shape(inputs[0]), inputs[1:]
         boxes, features = inputs[0], list(inputs[1:])
         if len(features) != len(self.strides):
             raise ValueError(f"RoiAlign expects {len(self.strides)} feature maps, got {len(features)}")
         dtype = self.compute_dtype
-        features = [ops.cast(feature, dtype) for feature in features]
         boxes = ops.cast(boxes, "float32")
-        channels = features[0].shape[-1]
-        batch = ops.shape(boxes)[0]
-        num_boxes = ops.shape(boxes)[1]
-
-        heights, widths, sizes = [], [], []
-        for feature in features:
-            shape = ops.shape(feature)
-            heights.append(shape[1])
-            widths.append(shape[2])
-            sizes.append(shape[1] * shape[2])
-        heights = ops.cast(ops.stack(heights), "int32")
-        widths = ops.cast(ops.stack(widths), "int32")
-        sizes = heights * widths
-        offsets = ops.cumsum(sizes) - sizes
-        table = ops.concatenate([ops.reshape(f, (batch, -1, channels)) for f in features], axis=1)
-        per_image = ops.sum(sizes)
-        table = ops.reshape(table, (-1, channels))
-
-        crop_h, crop_w = self.crop_size
+        table, heights, widths, offsets, per_image = _level_table(
+            [ops.cast(feature, dtype) for feature in features], ops.shape(boxes)[0])
+        epsilon = 1e-7 if self.takes_image else 0.0  # keras-maskrcnn 0.2's level formula
+        level = pyramid_level(boxes, self.canonical_size, self.canonical_level, len(self.strides), epsilon=epsilon)
+        level_height, level_width = ops.take(heights, level), ops.take(widths, level)
+        base = ops.take(offsets, level) + ops.expand_dims(ops.arange(ops.shape(boxes)[0], dtype="int32"), 1) * per_image
         if self.takes_image:
-            level = pyramid_level(boxes, self.canonical_size, self.canonical_level, len(self.strides), epsilon=1e-7)
+            samples = _crop_and_resize_samples(boxes, image_shape, level_height, level_width, self.crop_size)
         else:
-            level = pyramid_level(boxes, self.canonical_size, self.canonical_level, len(self.strides))
-        level_height = ops.take(heights, level)
-        level_width = ops.take(widths, level)
-        base = ops.take(offsets, level) + ops.expand_dims(ops.arange(batch, dtype="int32"), 1) * per_image
-        if self.takes_image:
-            ratio = 1
-            image_height = ops.cast(image_shape[1], "float32")
-            image_width = ops.cast(image_shape[2], "float32")
-            y_low, y_high, wy_low, wy_high = _crop_and_resize_axis(
-                boxes[..., 1], boxes[..., 3], image_height, ops.cast(level_height, "float32"), crop_h)
-            x_low, x_high, wx_low, wx_high = _crop_and_resize_axis(
-                boxes[..., 0], boxes[..., 2], image_width, ops.cast(level_width, "float32"), crop_w)
-        else:
-            ratio = self.sampling_ratio
-            scale = ops.take(ops.convert_to_tensor([1.0 / s for s in self.strides], dtype="float32"), level)
-            y_low, y_high, wy_low, wy_high = _sample_axis(
-                boxes[..., 1] * scale, (boxes[..., 3] - boxes[..., 1]) * scale,
-                ops.cast(level_height, "float32"), crop_h, ratio)
-            x_low, x_high, wx_low, wx_high = _sample_axis(
-                boxes[..., 0] * scale, (boxes[..., 2] - boxes[..., 0]) * scale,
-                ops.cast(level_width, "float32"), crop_w, ratio)
-
-        # Rows and columns of the (2 * samples_y) x (2 * samples_x) grid of bilinear corners.
-        rows = ops.stack([y_low, y_high], axis=-1)
-        cols = ops.stack([x_low, x_high], axis=-1)
-        row_weights = ops.stack([wy_low, wy_high], axis=-1)
-        col_weights = ops.stack([wx_low, wx_high], axis=-1)
+            samples = _aligned_samples(boxes, level, self.strides, level_height, level_width, self.crop_size,
+                                       self.sampling_ratio)
         if self.low_rank:
-            return self._pool_low_rank(table, base, level_width, rows, cols, row_weights, col_weights, ratio,
-                                       batch, num_boxes, channels, dtype)
-        index = (
-            base[:, :, None, None, None, None]
-            + rows[:, :, :, :, None, None] * level_width[:, :, None, None, None, None]
-            + cols[:, :, None, None, :, :]
-        )
-        taps_y = taps_x = 2 * ratio
-        corners = ops.take(table, ops.reshape(index, (-1,)), axis=0)
-        corners = ops.reshape(corners, (batch, num_boxes, crop_h, taps_y, crop_w, taps_x, channels))
-        # Every output bin is a weighted sum of its taps_y x taps_x corners: weight the columns,
-        # then the rows (two contractions, no taps_y x taps_x weight grid, no 2-axis reduction).
-        col_weights = ops.reshape(col_weights, (batch, num_boxes, crop_w, taps_x)) / ratio
-        row_weights = ops.reshape(row_weights, (batch, num_boxes, crop_h, taps_y)) / ratio
-        if keras.backend.backend() == "jax":
-            # The same contractions as einsums: on TensorFlow the multiply-and-sum below is faster,
-            # but XLA on CPU (jax 0.10) crashes with a segmentation fault computing its gradient.
-            pooled = ops.einsum("bnhywxc,bnwx->bnhywc", corners, ops.cast(col_weights, dtype))
-            return ops.einsum("bnhywc,bnhy->bnhwc", pooled, ops.cast(row_weights, dtype))
-        col_weights = ops.cast(col_weights[:, :, None, None, :, :, None], dtype)
-        row_weights = ops.cast(row_weights[:, :, :, :, None, None], dtype)
-        return ops.sum(ops.sum(corners * col_weights, axis=5) * row_weights, axis=3)
-
-    def _pool_low_rank(self, table, base, level_width, rows, cols, row_weights, col_weights, ratio, batch,
-                       num_boxes, channels, dtype):
-        """The pooling of `call` with batch and boxes folded into one axis, so that no tensor has more
-        than 5 dimensions (LiteRT's limit); the same products and sums in the same order."""
-        crop_h, crop_w = self.crop_size
-        taps_y = taps_x = 2 * ratio
-        boxes_total = batch * num_boxes
-        base = ops.reshape(base, (-1, 1, 1))
-        level_width = ops.reshape(level_width, (-1, 1, 1))
-        rows = ops.reshape(rows, (-1, crop_h * taps_y, 1))
-        cols = ops.reshape(cols, (-1, 1, crop_w * taps_x))
-        index = base + rows * level_width + cols
-        corners = ops.take(table, ops.reshape(index, (-1,)), axis=0)
-        corners = ops.reshape(corners, (boxes_total, crop_h * taps_y, crop_w, taps_x, channels))
-        col_weights = ops.cast(ops.reshape(col_weights, (-1, 1, crop_w, taps_x, 1)) / ratio, dtype)
-        row_weights = ops.cast(ops.reshape(row_weights, (-1, crop_h, taps_y, 1, 1)) / ratio, dtype)
-        pooled = ops.reshape(ops.sum(corners * col_weights, axis=3), (boxes_total, crop_h, taps_y, crop_w, channels))
-        pooled = ops.sum(pooled * row_weights, axis=2)
-        return ops.reshape(pooled, (batch, num_boxes, crop_h, crop_w, channels))
+            pool = _pool_low_rank
+        elif keras.backend.backend() == "jax":
+            pool = _pool_einsum
+        else:
+            pool = _pool
+        return pool(table, base, level_width, samples, self.crop_size, dtype)
 
     def compute_output_shape(self, input_shape):
         if self.takes_image:
