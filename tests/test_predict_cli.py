@@ -105,9 +105,9 @@ def test_tiles_cover_a_large_picture_and_stay_inside_it(model_file, tmp_path):
     cv2.imwrite(str(picture), np.random.default_rng(1).integers(0, 255, (150, 230, 3), dtype=np.uint8))
     output = tmp_path / "out"
     assert _run([model_file, str(picture), "--output-dir", str(output), "--tile", "64", "--tile-overlap", "0.25",
-                 "--max-detections", "7"]) == 0
+                 "--max-detections", "7", "--tile-detections", "2"]) == 0
     results = json.loads((output / "results.json").read_text())
-    assert 0 < len(results) <= 7
+    assert 2 < len(results) <= 7  # 2 a tile from 15 tiles, 7 for the picture
     for result in results:
         x, y, w, h = result["bbox"]
         assert 0 <= x and 0 <= y and x + w <= 230 and y + h <= 150

@@ -82,6 +82,9 @@ def parse_args(args):
                        help="fraction in [0, 1) by which neighbouring tiles overlap (default 0.2)")
     tiles.add_argument("--tile-full", action="store_true",
                        help="with --tile, also predict the whole picture resized as usual, for large objects")
+    tiles.add_argument("--tile-detections", type=common.positive_int, default=None, metavar="N",
+                       help="with --tile, the most detections per tile (default: --max-detections, which "
+                            "limits the whole picture after the tiles are merged)")
     outputs = parser.add_argument_group("outputs")
     outputs.add_argument("--no-pictures", dest="pictures", action="store_false",
                          help="write no overlay pictures (results.json and summary.csv only)")
@@ -359,7 +362,8 @@ def make_predictor(parser, args):
         return Predictor(args.model, runtime=args.runtime, score_threshold=args.score_threshold,
                          max_detections=args.max_detections, image_min_side=args.image_min_side,
                          image_max_side=args.image_max_side, pad_multiple=args.pad_multiple, tile=args.tile,
-                         tile_overlap=args.tile_overlap, tile_full=args.tile_full, batch_size=args.batch_size,
+                         tile_overlap=args.tile_overlap, tile_full=args.tile_full,
+                         tile_detections=args.tile_detections, batch_size=args.batch_size,
                          binarize_threshold=args.binarize_threshold, backbone=args.backbone, threads=args.threads,
                          mixed_precision=args.mixed_precision or None)
     except MissingRuntime as error:

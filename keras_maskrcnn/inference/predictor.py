@@ -267,6 +267,8 @@ class Predictor:
         runtime: what runs a path: keras, saved_model, onnxruntime, openvino or litert (default: from the path).
         score_threshold: detections scoring at most this are dropped.
         max_detections: the most detections per picture (after merging tiles).
+        tile_detections: with tiles, the most detections per tile (default: max_detections); the
+            picture's limit applies after the merge.
         image_min_side, image_max_side, pad_multiple: the resize and padding (default: as the model was
             trained, else 800, 1333, 32).
         classes: class names by label (a list, or a dict label -> name; default: the model file's).
@@ -284,7 +286,8 @@ class Predictor:
 
     def __init__(self, model, runtime=None, score_threshold=0.5, max_detections=100, image_min_side=None,
                  image_max_side=None, pad_multiple=None, classes=None, tile=None, tile_overlap=0.2, tile_full=False,
-                 batch_size=1, binarize_threshold=0.5, backbone=None, threads=None, mixed_precision=None):
+                 batch_size=1, binarize_threshold=0.5, backbone=None, threads=None, mixed_precision=None,
+                 tile_detections=None):
         from ..utils.applications import APPLICATIONS
 
         if not 0.0 <= float(score_threshold) <= 1.0:
@@ -293,6 +296,7 @@ class Predictor:
             raise ValueError("max_detections and batch_size must be at least 1")
         self.score_threshold = float(score_threshold)
         self.max_detections = int(max_detections)
+        self.tile_detections = int(tile_detections or max_detections)
         self.batch_size = int(batch_size)
         self.binarize_threshold = float(binarize_threshold)
         self.model, self.metadata, self.runtime = self._load(model, runtime, threads, mixed_precision, backbone)
@@ -331,7 +335,8 @@ class Predictor:
 
             metadata = read_metadata(path)
             loaded = load_model(path, backbone_name=backbone, score_threshold=self.score_threshold,
-                                max_detections=self.max_detections, mixed_precision=mixed_precision)
+                                max_detections=max(self.max_detections, self.tile_detections),
+                                mixed_precision=mixed_precision)
             if len(loaded.outputs) < 6:
                 raise ValueError(f"{path!r} is a keras-retinanet model without a mask head; the Predictor needs masks")
             return loaded, metadata, runtime
@@ -359,8 +364,9 @@ class Predictor:
             outputs = [outputs[key] for key in ("boxes", "scores", "labels", "masks")]
         return [np.asarray(output) for output in list(outputs)[-4:]]
 
-    def _predict_inputs(self, pictures, transform):
-        """Per picture (boxes in picture pixels, boxes to paste with, scores, labels, 28x28 masks)."""
+    def _predict_inputs(self, pictures, transform, limit=None):
+        """Per picture (boxes in picture pixels, scores, labels, 28x28 masks): at most `limit` (default
+        max_detections) detections each."""
         found = []
         for start in range(0, len(pictures), self.batch_size):
             chunk = pictures[start:start + self.batch_size]
@@ -368,7 +374,8 @@ class Predictor:
             boxes, scores, labels, masks = self._run(batch)
             for index, (picture, scale) in enumerate(zip(chunk, scales)):
                 kept = select_detections(boxes[index], scores[index], labels[index], masks[index],
-                                         score_threshold=self.score_threshold, max_detections=self.max_detections)
+                                         score_threshold=self.score_threshold,
+                                         max_detections=limit or self.max_detections)
                 unscaled = transform.unscale(kept[0], scale)
                 found.append((unscaled, kept[1], kept[2], kept[3]))
         return found
@@ -410,11 +417,11 @@ class Predictor:
         own = InputTransform(min_side=None, max_side=None, pad_multiple=self.transform.pad_multiple,
                              preprocessing=self.transform.preprocessing)
         pictures = [np.ascontiguousarray(image[y0:y1, x0:x1]) for x0, y0, x1, y1 in grid]
-        found = self._predict_inputs(pictures, own)
+        found = self._predict_inputs(pictures, own, limit=self.tile_detections)
         offsets = [(x0, y0) for x0, y0, _, _ in grid]
         regions = [tuple(int(v) for v in rectangle) for rectangle in grid]
         if self.tile_full:
-            found += self._predict_inputs([image], self.transform)
+            found += self._predict_inputs([image], self.transform, limit=self.tile_detections)
             offsets.append((0, 0))
             regions.append((0, 0, width, height))
         boxes, scores, labels, rles, tile_ids = [], [], [], [], []
