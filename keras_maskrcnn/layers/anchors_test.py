@@ -2,6 +2,7 @@ import keras
 import numpy as np
 
 from keras_maskrcnn.layers import Anchors, ClipBoxes, RegressBoxes, UpsampleLike
+from keras_maskrcnn.layers.testing import run_layer_test
 from keras_maskrcnn.utils.anchors import AnchorParameters, anchors_for_shape, bbox_transform, feature_shapes
 
 
@@ -21,6 +22,9 @@ def test_anchors_layer_equals_numpy_anchors():
 def test_anchors_layer_with_custom_parameters_round_trips_config():
     params = AnchorParameters(ratios=[0.5, 1, 2, 3], scales=[1, 1.2, 1.6])
     layer = Anchors(params)
+    run_layer_test(Anchors, dict(anchor_params=params), _features((90, 70), params.strides, batch=1),
+                   expected_output_shape=(1, anchors_for_shape((90, 70), params).shape[0], 4),
+                   expected_output_dtype="float32", expected_mixed_dtype="float32")
     clone = Anchors.from_config(layer.get_config())
     assert clone.anchor_params == params
     out = keras.ops.convert_to_numpy(clone(_features((90, 70), params.strides, batch=1)))

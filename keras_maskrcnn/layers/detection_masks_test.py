@@ -4,6 +4,7 @@ import pytest
 
 from keras_maskrcnn.layers import DetectionMasks, RoiAlign
 from keras_maskrcnn.layers.detection_masks import default_buckets
+from keras_maskrcnn.layers.testing import run_layer_test
 
 
 def _mask_model(channels=4, num_classes=2):
@@ -47,6 +48,10 @@ def test_masks_cover_detections_and_rows_past_the_bucket_are_zero(valid_counts, 
 
 
 def test_config_round_trip_keeps_the_mask_model():
+    boxes, scores, features = _inputs([3, 16])
+    run_layer_test(DetectionMasks, dict(mask_model=_mask_model(), buckets=[0, 4]), [boxes, scores] + features,
+                   expected_output_shape=(2, 16, 28, 28, 2), expected_output_dtype="float32",
+                   expected_mixed_dtype="float32", atol=1e-5, rtol=1e-5, nested_keys=("mask_model",))
     layer = DetectionMasks(_mask_model(), buckets=[0, 4], mask_dtype="float16")
     clone = DetectionMasks.from_config(layer.get_config())
     assert clone.buckets == (0, 4) and clone.mask_dtype == "float16"

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from keras_maskrcnn.layers import FilterDetections
+from keras_maskrcnn.layers.testing import run_layer_test
 
 
 # ----------------------------------------------------------------------------------------------
@@ -356,10 +357,14 @@ def test_layer_in_a_functional_model_with_dynamic_shapes():
 
 
 def test_get_config_round_trip():
-    layer = FilterDetections(nms=True, class_specific_filter=False, nms_threshold=0.4,
-                             score_threshold=0.1, max_detections=50, pre_nms_top_k=300)
-    clone = FilterDetections.from_config(layer.get_config())
-    assert clone.get_config() == layer.get_config()
+    """Config round trip, shapes and dtypes (float32 boxes and scores, int32 labels, whatever the
+    policy), symbolic and eager calls agreeing."""
+    boxes, classification = _random_batch(0, 200, 3)
+    run_layer_test(FilterDetections, dict(nms=True, class_specific_filter=False, nms_threshold=0.4, score_threshold=0.1,
+                                          max_detections=50, pre_nms_top_k=300), [boxes, classification],
+                   expected_output_shape=[(2, 50, 4), (2, 50), (2, 50)],
+                   expected_output_dtype=["float32", "float32", "int32"],
+                   expected_mixed_dtype=["float32", "float32", "int32"])
 
 
 # ----------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from keras_maskrcnn.layers import RoiAlign
+from keras_maskrcnn.layers.testing import run_layer_test
 
 STRIDES = (8, 16, 32, 64, 128)
 
@@ -387,11 +388,17 @@ def test_layer_in_a_functional_model_with_dynamic_shapes():
     assert err <= 1e-4
 
 
-def test_get_config_round_trip():
-    layer = RoiAlign(crop_size=(14, 14), sampling_ratio=2, strides=STRIDES, canonical_size=224.0,
-                     canonical_level=1)
-    clone = RoiAlign.from_config(layer.get_config())
-    assert clone.get_config() == layer.get_config()
+@pytest.mark.parametrize("sampling", ["aligned", "crop_and_resize"])
+def test_layer_contract(sampling):
+    """Config round trip, shapes and dtypes in float32 and bfloat16 (the features' compute dtype),
+    symbolic and eager calls agreeing."""
+    rng = np.random.default_rng(3)
+    inputs = [_boxes(rng, count=6)] + _features(rng, channels=3)
+    if sampling == "crop_and_resize":
+        inputs = [np.zeros((2,) + IMAGE_SHAPE + (3,), np.float32)] + inputs
+    run_layer_test(RoiAlign, dict(crop_size=(14, 14), sampling_ratio=2, strides=STRIDES, canonical_size=224.0,
+                                  canonical_level=1, sampling=sampling), inputs,
+                   expected_output_shape=(2, 6, 14, 14, 3), expected_output_dtype="float32", atol=1e-5, rtol=1e-5)
 
 
 # ----------------------------------------------------------------------------------------------
