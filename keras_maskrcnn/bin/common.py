@@ -134,15 +134,24 @@ def dataset_subparsers(parser, coco_model=False, csv_model=False, coco_set=None,
     return [coco, csv, labelme, yolo]
 
 
-def add_image_size(flags, min_side=800, max_side=1333):
-    """--image-min-side and --image-max-side; None defaults mean "the model's, else 800 / 1333"."""
+_IMAGE_SIZE_DEFAULT = "default"
+
+
+def add_image_size(flags, min_side=_IMAGE_SIZE_DEFAULT, max_side=_IMAGE_SIZE_DEFAULT):
+    """--image-min-side and --image-max-side, by default `inference.transform`'s IMAGE_MIN_SIDE and
+    IMAGE_MAX_SIDE (800 / 1333); None defaults mean "the model's, else those"."""
+    from ..inference.transform import IMAGE_MAX_SIDE, IMAGE_MIN_SIDE  # numpy and OpenCV: not at import
+
+    min_side = IMAGE_MIN_SIDE if min_side == _IMAGE_SIZE_DEFAULT else min_side
+    max_side = IMAGE_MAX_SIDE if max_side == _IMAGE_SIZE_DEFAULT else max_side
+
     def default(value, fallback):
         return f"default {value}" if value is not None else f"default: as the model was trained, else {fallback}"
 
     flags.add("--image-min-side", type=positive_int, default=min_side,
-              help=f"resize images so that the smaller side is this long ({default(min_side, 800)})")
+              help=f"resize images so that the smaller side is this long ({default(min_side, IMAGE_MIN_SIDE)})")
     flags.add("--image-max-side", type=positive_int, default=max_side,
-              help=f"unless the larger side would then exceed this ({default(max_side, 1333)})")
+              help=f"unless the larger side would then exceed this ({default(max_side, IMAGE_MAX_SIDE)})")
     flags.add("--max-image-pixels", type=non_negative_int, action=MaxImagePixels, default=None, metavar="N",
               help="a picture with more pixels (width x height, from its header) is not decoded: it is an "
                    "unreadable picture like a damaged one (default 89478485, Pillow's limit; 0: no limit)")
@@ -160,11 +169,13 @@ class MaxImagePixels(argparse.Action):
 
 
 def add_pad_multiple(flags):
-    """--pad-multiple, default: the model's, else 32 (see apply_model_defaults)."""
+    """--pad-multiple, default: the model's, else `inference.transform.PAD_MULTIPLE` (32; see apply_model_defaults)."""
+    from ..inference.transform import PAD_MULTIPLE
+
     flags.add("--pad-multiple", type=positive_int, default=None,
-              help="pad every batch's height and width up to a multiple of this (default: as the model was "
-                   "trained, else 32); larger values give fewer distinct input shapes, so fewer graph "
-                   "compilations on JAX, for more pixels per step")
+              help=f"pad every batch's height and width up to a multiple of this (default: as the model was "
+                   f"trained, else {PAD_MULTIPLE}); larger values give fewer distinct input shapes, so fewer graph "
+                   f"compilations on JAX, for more pixels per step")
 
 
 def add_backbone(flags, default="resnet50"):
@@ -186,11 +197,14 @@ def add_loaded_model_flags(flags):
 
 def apply_model_defaults(args, metadata):
     """Fills --backbone, --image-min-side, --image-max-side and --pad-multiple left unset from a
-    model file's metadata, else resnet50 / 800 / 1333 / 32."""
+    model file's metadata, else resnet50 and `inference.transform`'s IMAGE_MIN_SIDE, IMAGE_MAX_SIDE
+    and PAD_MULTIPLE (800 / 1333 / 32)."""
+    from ..inference.transform import IMAGE_MAX_SIDE, IMAGE_MIN_SIDE, PAD_MULTIPLE
+
     args.backbone = args.backbone or metadata.get("backbone") or "resnet50"
-    args.image_min_side = args.image_min_side or metadata.get("image_min_side") or 800
-    args.image_max_side = args.image_max_side or metadata.get("image_max_side") or 1333
-    args.pad_multiple = args.pad_multiple or metadata.get("pad_multiple") or 32
+    args.image_min_side = args.image_min_side or metadata.get("image_min_side") or IMAGE_MIN_SIDE
+    args.image_max_side = args.image_max_side or metadata.get("image_max_side") or IMAGE_MAX_SIDE
+    args.pad_multiple = args.pad_multiple or metadata.get("pad_multiple") or PAD_MULTIPLE
 
 
 def model_metadata(parser, path):

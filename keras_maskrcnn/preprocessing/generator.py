@@ -23,6 +23,7 @@ import warnings
 import keras
 import numpy as np
 
+from ..inference.transform import IMAGE_MAX_SIDE, IMAGE_MIN_SIDE, PAD_MULTIPLE
 from ..utils.anchors import AnchorParameters, anchor_targets_bbox, anchors_for_shape
 from ..utils.image import (
     TransformParameters,
@@ -124,9 +125,9 @@ class Generator(keras.utils.PyDataset):
     """
 
     def __init__(self, transform_generator=None, visual_effect_generator=None, batch_size=1, group_method="ratio",
-                 shuffle_groups=True, image_min_side=800, image_max_side=1333, transform_parameters=None,
+                 shuffle_groups=True, image_min_side=IMAGE_MIN_SIDE, image_max_side=IMAGE_MAX_SIDE, transform_parameters=None,
                  anchor_params=None, preprocess_image=None, mask_size=28, mask_rois_per_image=64, roi_jitter=1,
-                 mask_rois_multiple=16, pad_multiple=32, seed=None, skip_bad_images=False, workers=1,
+                 mask_rois_multiple=16, pad_multiple=PAD_MULTIPLE, seed=None, skip_bad_images=False, workers=1,
                  use_multiprocessing=False, max_queue_size=10):
         processes = workers if use_multiprocessing and workers > 0 else 0
         super().__init__(workers=processes + 1 if processes else workers, use_multiprocessing=False,
