@@ -6,7 +6,7 @@
 
 `predict_on_batch` takes what the prediction model takes, (B, H, W, 3) float32 preprocessed as the
 backbone expects, and returns numpy [boxes, scores, labels, masks] as the Keras model's last four
-outputs; so `utils.eval.predict_image`, `maskrcnn-predict` and `utils.compare` take an artifact
+outputs; so the `Predictor`, `maskrcnn-predict` and `utils.compare` take an artifact
 where they take a Keras model. An artifact of fixed size gets smaller inputs padded with zeros at the
 bottom and right (boxes are in input pixels, so they stay where they are); larger ones are an error.
 

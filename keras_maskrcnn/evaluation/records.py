@@ -12,9 +12,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..preprocessing.bad_images import warn as warn_bad_image
-from ..utils.eval import encode_masks, predict_image
+from ..utils.eval import encode_masks
 from ..utils.image import UnreadableImageError
-from ..utils.masks import paste_mask
 from ..utils.progress import progress
 
 
@@ -90,17 +89,22 @@ def detect(generator, model, image, score_threshold=0.05, max_detections=100, bi
         boxes (K, 4) float64 in image pixels (clipped to it), scores (K,) float64 decreasing,
         labels (K,) int64 and K RLEs (pycocotools dicts with bytes counts).
     """
-    height, width = image.shape[:2]
-    if hasattr(model, "predict_images"):  # an inference.Predictor
-        result = model.predict_images([image])[0]
-        return (np.asarray(result.boxes, np.float64).reshape(-1, 4), np.asarray(result.scores, np.float64),
-                np.asarray(result.labels, np.int64), list(result.rles))
-    boxes, scores, labels, masks = predict_image(generator, model, image, score_threshold=score_threshold,
-                                                 max_detections=max_detections)
-    rles = [encode_masks([paste_mask(mask, box, (height, width), binarize_threshold)])[0]
-            for box, mask in zip(boxes, masks)]
-    boxes = np.clip(np.asarray(boxes, np.float64).reshape(-1, 4), 0.0, [width, height, width, height])
-    return boxes, np.asarray(scores, np.float64), np.asarray(labels, np.int64), rles
+    result = as_predictor(generator, model, score_threshold, max_detections, binarize_threshold).predict_images(
+        [image])[0]
+    return (np.asarray(result.boxes, np.float64).reshape(-1, 4), np.asarray(result.scores, np.float64),
+            np.asarray(result.labels, np.int64), list(result.rles))
+
+
+def as_predictor(generator, model, score_threshold=0.05, max_detections=100, binarize_threshold=0.5):
+    """`model` itself when it is a Predictor, else a Predictor running it with the generator's input
+    transform (`inference.transform.generator_transform`) and these thresholds."""
+    from ..inference.predictor import Predictor
+    from ..inference.transform import generator_transform
+
+    if isinstance(model, Predictor):
+        return model
+    return Predictor(model, score_threshold=score_threshold, max_detections=max_detections,
+                     binarize_threshold=binarize_threshold, transform=generator_transform(generator))
 
 
 def _image_id(generator, index):
@@ -164,6 +168,7 @@ def collect(generator, model, score_threshold=0.05, max_detections=100, binarize
         generator's skip_bad_images is true (see `load_or_skip`).
     """
     records = []
+    model = as_predictor(generator, model, score_threshold, max_detections, binarize_threshold)
     for index in progress(range(generator.size()), prefix):
         image = load_or_skip(generator, generator.load_image, index)
         if image is None:

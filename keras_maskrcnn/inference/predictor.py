@@ -282,12 +282,14 @@ class Predictor:
         backbone: the backbone name, for Keras models without metadata whose name does not say it.
         threads: threads of an exported artifact's runtime.
         mixed_precision: as `load_model`'s, for Keras model files.
+        transform: an `InputTransform` to use instead of the one the settings above describe (e.g.
+            `transform.generator_transform(generator)` for a data set's pictures).
     """
 
     def __init__(self, model, runtime=None, score_threshold=0.5, max_detections=100, image_min_side=None,
                  image_max_side=None, pad_multiple=None, classes=None, tile=None, tile_overlap=0.2, tile_full=False,
                  batch_size=1, binarize_threshold=0.5, backbone=None, threads=None, mixed_precision=None,
-                 tile_detections=None):
+                 tile_detections=None, transform=None):
         from ..utils.applications import APPLICATIONS
 
         if not 0.0 <= float(score_threshold) <= 1.0:
@@ -300,11 +302,11 @@ class Predictor:
         self.batch_size = int(batch_size)
         self.binarize_threshold = float(binarize_threshold)
         self.model, self.metadata, self.runtime = self._load(model, runtime, threads, mixed_precision, backbone)
-        name = backbone or _backbone_of(self.model, self.metadata) or "resnet50"
-        if name not in APPLICATIONS:
+        name = backbone or _backbone_of(self.model, self.metadata) or (None if transform else "resnet50")
+        if name is not None and name not in APPLICATIONS:
             raise ValueError(f"backbone {name!r} is not supported; choose one of: {', '.join(APPLICATIONS)}")
         self.backbone = name
-        self.transform = InputTransform(
+        self.transform = transform or InputTransform(
             min_side=int(image_min_side or self.metadata.get("image_min_side") or IMAGE_MIN_SIDE),
             max_side=int(image_max_side or self.metadata.get("image_max_side") or IMAGE_MAX_SIDE),
             pad_multiple=int(pad_multiple or self.metadata.get("pad_multiple") or PAD_MULTIPLE),

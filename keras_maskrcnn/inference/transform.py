@@ -35,16 +35,21 @@ class InputTransform:
             (scale 1, as tiles are predicted).
         pad_multiple: batch height and width are zero-padded (bottom and right) up to a multiple of this.
         preprocessing: the backbone's preprocessing mode (`utils.image.preprocess_image`: caffe, tf,
-            torch or rgb).
+            torch or rgb), or a callable BGR image -> float32 input (a generator's preprocess_image).
+        resizer: a callable BGR image -> (resized image, scale) used instead of the min/max side rule
+            (a generator's resize_image), or None.
     """
 
     min_side: int | None = IMAGE_MIN_SIDE
     max_side: int | None = IMAGE_MAX_SIDE
     pad_multiple: int = PAD_MULTIPLE
-    preprocessing: str = "caffe"
+    preprocessing: object = "caffe"
+    resizer: object = None
 
     def resize(self, image):
         """(resized BGR image, scale): the picture resized by the min/max side rule (scale 1 without one)."""
+        if self.resizer is not None:
+            return self.resizer(image)
         if self.min_side is None or self.max_side is None:
             return image, 1.0
         return resize_image(image, min_side=self.min_side, max_side=self.max_side)
@@ -59,7 +64,10 @@ class InputTransform:
         resized, scales = [], []
         for image in images:
             picture, scale = self.resize(image)
-            resized.append(preprocess_image(picture, self.preprocessing))
+            if callable(self.preprocessing):
+                resized.append(np.asarray(self.preprocessing(picture), dtype=np.float32))
+            else:
+                resized.append(preprocess_image(picture, self.preprocessing))
             scales.append(scale)
         height = round_up(max(picture.shape[0] for picture in resized), self.pad_multiple)
         width = round_up(max(picture.shape[1] for picture in resized), self.pad_multiple)
@@ -92,3 +100,11 @@ def select_detections(boxes, scores, labels, masks, score_threshold=0.05, max_de
     else:
         chosen = np.zeros((0,) + masks.shape[1:3], dtype=np.float32)
     return np.asarray(boxes, dtype=np.float64)[order].reshape(-1, 4), scores[order], labels[order], chosen
+
+
+def generator_transform(generator):
+    """The InputTransform of a data set generator: its resize limits, pad multiple and preprocessing
+    (what training fed the model), for predicting on its pictures."""
+    return InputTransform(getattr(generator, "image_min_side", None), getattr(generator, "image_max_side", None),
+                          int(getattr(generator, "pad_multiple", 1) or 1), generator.preprocess_image,
+                          resizer=generator.resize_image)
