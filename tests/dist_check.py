@@ -291,7 +291,9 @@ def main(argv=None):
             if "mAP" not in output:
                 raise DistError("maskrcnn-evaluate printed no mAP")
     except (DistError, subprocess.TimeoutExpired) as error:
-        print(f"\nmake dist FAILED: {error}\n(the virtual environment and the outputs are kept in {scratch})",
+        if not args.keep:  # the virtual environment takes gigabytes; the outputs are kept to look at
+            shutil.rmtree(scratch / "venv", ignore_errors=True)
+        print(f"\nmake dist FAILED: {error}\n(kept: {scratch}; the virtual environment only with --keep)",
               file=sys.stderr)
         return 1
     print(f"\nmake dist: {wheel.name} and {sdist.name} in {dist_dir} install and run outside the checkout "
