@@ -150,8 +150,11 @@ def quantize_openvino(float_path, int8_path, batches, ignored_types=OPENVINO_IGN
         preset: NNCF's "performance" (symmetric activations) or "mixed" (asymmetric activations).
         fast_bias_correction: NNCF's bias correction (fast: one pass).
     """
+    import logging
+
     import nncf
     import openvino as ov
+    from nncf.common.logging import nncf_logger
 
     presets = {"performance": nncf.QuantizationPreset.PERFORMANCE, "mixed": nncf.QuantizationPreset.MIXED}
     if preset not in presets:
@@ -162,8 +165,14 @@ def quantize_openvino(float_path, int8_path, batches, ignored_types=OPENVINO_IGN
     scope = nncf.IgnoredScope(types=[t for t in ignored_types if t in present],
                               names=[n for n in ignored_names if n in names], validate=False)
     dataset = nncf.Dataset(list(batches))
-    quantized = nncf.quantize(model, dataset, preset=presets[preset], subset_size=len(batches),
-                              fast_bias_correction=fast_bias_correction, ignored_scope=scope)
+    # NNCF logs a line per operation it leaves float (hundreds here); its warnings still show.
+    level = nncf_logger.level
+    nncf_logger.setLevel(logging.WARNING)
+    try:
+        quantized = nncf.quantize(model, dataset, preset=presets[preset], subset_size=len(batches),
+                                  fast_bias_correction=fast_bias_correction, ignored_scope=scope)
+    finally:
+        nncf_logger.setLevel(level)
     ov.save_model(quantized, str(int8_path), compress_to_fp16=False)
     return dict(tool="nncf.quantize", nncf=nncf.__version__, openvino=ov.__version__, preset=preset,
                 ignored_types=list(scope.types), ignored_names=list(scope.names),
