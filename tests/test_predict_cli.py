@@ -156,3 +156,49 @@ def test_source_and_output_errors_come_before_the_model(model_file, tmp_path, ca
     assert "--tile" in error_of([model_file, str(picture), "--output-dir", str(tmp_path / "o"), "--tile", "8"])
     assert "'triangle' not among the model's classes" in error_of(
         [model_file, str(picture), "--output-dir", str(tmp_path / "o"), "--classes", "triangle"])
+
+
+def test_a_full_disk_stops_with_one_line_and_no_written_claim(model_file, video, tmp_path, monkeypatch, capsys):
+    """The third file written fails as on a full disk: one line naming it, exit status 1, no 'in D' line."""
+    import errno
+
+    from keras_maskrcnn.utils import files
+
+    calls = []
+    original = files.os.write
+
+    def write(fd, data):
+        calls.append(fd)
+        if len(calls) >= 3:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return original(fd, data)
+
+    pictures = tmp_path / "pictures"
+    pictures.mkdir()
+    ok, frame = cv2.VideoCapture(video).read()
+    for index in range(4):
+        cv2.imwrite(str(pictures / f"p{index}.png"), frame)
+    monkeypatch.setattr(files.os, "write", write)
+    with pytest.raises(SystemExit) as stop:
+        _run([model_file, str(pictures), "--output-dir", str(tmp_path / "out")])
+    captured = capsys.readouterr()
+    message = str(stop.value.code)
+    assert message.startswith("maskrcnn-predict: error: cannot write '") and "\n" not in message
+    assert message.endswith(".png': No space left on device")
+    assert "results.json, summary.csv in" not in captured.out
+    assert sorted(os.listdir(tmp_path / "out")) == ["p0.png"]  # no results.json, no temporary file
+
+
+def test_evaluate_and_debug_check_their_output_folders_first(tmp_path, capsys, small_shapes):
+    from keras_maskrcnn.bin import debug, evaluate
+
+    blocker = tmp_path / "taken"
+    blocker.write_text("a file")
+    for main, args in ((evaluate.main, ["--save-path", str(blocker), "csv", small_shapes["val"],
+                                        small_shapes["classes"], str(tmp_path / "no-model.keras")]),
+                       (debug.main, ["--output-dir", str(blocker), "csv", small_shapes["val"],
+                                     small_shapes["classes"]])):
+        with pytest.raises(SystemExit) as stop:
+            main(args)
+        assert stop.value.code == 2
+        assert f"'{blocker}' exists and is not a folder" in capsys.readouterr().err

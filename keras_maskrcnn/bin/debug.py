@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from ..utils.anchors import anchors_for_shape, compute_gt_annotations
+from ..utils.files import OutputError, check_output_dir, write_image
 from ..utils.progress import progress
 from ..utils.image import resize_mask
 from ..utils.transform import random_transform_generator
@@ -56,8 +57,11 @@ def parse_args(args):
     common.check_dataset(parser, args)
     if not args.output_dir and not args.show:
         parser.error("nothing to do: give --output-dir, --show or both")
-    if args.output_dir and os.path.exists(args.output_dir) and not os.path.isdir(args.output_dir):
-        parser.error(f"--output-dir {args.output_dir!r} exists and is not a folder")
+    if args.output_dir:
+        try:
+            check_output_dir(args.output_dir)
+        except OutputError as error:
+            parser.error(str(error))
     if args.config is not None:
         common.check_file(parser, args.config, "config file")
     if args.show:
@@ -126,7 +130,7 @@ def run(generator, args, anchor_params, names):
             print(f"{generator.image_path(index)}: annotations {untrained.tolist()} have no positive anchor "
                   "and are not trained", file=sys.stderr)
         if args.output_dir:
-            cv2.imwrite(os.path.join(args.output_dir, names[index]), image)
+            write_image(os.path.join(args.output_dir, names[index]), image)
         if args.show:
             cv2.imshow("maskrcnn-debug", image)
             if cv2.waitKey() == ord("q"):
@@ -149,14 +153,14 @@ def main(args=None):
     generator = common.create_generator(parser, args, backbone, transform_generator=transform_generator,
                                         anchor_params=anchor_params, shuffle_groups=False)
     anchor_params = generator.anchor_params
-    if args.output_dir:
-        os.makedirs(args.output_dir, exist_ok=True)
     names = common.picture_names([generator.image_path(index) for index in range(generator.size())])
     try:
         while run(generator, args, anchor_params, names) and args.loop:
             pass
     except KeyboardInterrupt:
         pass
+    except OutputError as error:
+        sys.exit(f"{parser.prog}: error: {error}")
     if args.output_dir:
         print(f"{generator.size()} pictures in {args.output_dir}")
     return 0

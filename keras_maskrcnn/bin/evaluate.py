@@ -62,6 +62,7 @@ def parse_args(args):
     args = parser.parse_args(common.argv(args))
     quiet.quiet_startup(args.verbose, gpu=args.gpu)  # before model_metadata imports Keras
     common.check_dataset(parser, args)
+    check_save_path(parser, args.save_path)
     from ..runtimes import read_export_metadata, runtime_for_path
 
     if args.runtime is None:
@@ -84,6 +85,22 @@ def parse_args(args):
     if args.config is not None:
         common.check_file(parser, args.config, "config file")
     return parser, args
+
+
+def check_save_path(parser, save_path):
+    """parser.error, before any model is loaded, when --save-path cannot be written: a folder that
+    exists as a file, or that cannot be created or written (a .json path: its folder)."""
+    if not save_path:
+        return
+    from ..utils.files import OutputError, check_output_dir
+
+    folder = os.path.dirname(os.path.abspath(save_path)) if str(save_path).endswith(".json") else save_path
+    try:
+        if str(save_path).endswith(".json") and os.path.isdir(save_path):
+            parser.error(f"--save-path {save_path!r} is a folder, not a .json file")
+        check_output_dir(folder, "--save-path")
+    except OutputError as error:
+        parser.error(str(error))
 
 
 def print_average_precisions(names, average_precisions, weighted=False):
@@ -199,10 +216,16 @@ def main(args=None):
     if args.save_path and str(args.save_path).endswith(".json"):
         from ..evaluation.coco_metrics import coco_results
 
-        print(f"wrote {write_json(args.save_path, coco_results(evaluation.records, evaluation.names))}")
+        try:
+            print(f"wrote {write_json(args.save_path, coco_results(evaluation.records, evaluation.names))}")
+        except OSError as error:
+            sys.exit(f"maskrcnn-evaluate: error: {error}")
     elif args.save_path:
-        write_reports(args.save_path, generator, evaluation, settings=settings(args), worst=args.worst,
-                      confusion_threshold=args.confusion_threshold)
+        try:
+            write_reports(args.save_path, generator, evaluation, settings=settings(args), worst=args.worst,
+                          confusion_threshold=args.confusion_threshold)
+        except OSError as error:
+            sys.exit(f"maskrcnn-evaluate: error: {error}")
     if len(generator.bad_images):
         left_out = generator.bad_images.messages().values()
         print(f"Evaluated on {total - len(left_out)} of {total} images; left out as unreadable:\n{listing(left_out)}")

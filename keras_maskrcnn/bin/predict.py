@@ -403,6 +403,7 @@ def main(args=None):
         interrupted = True
         stream.close()
     except OutputError as error:
+        outputs.results.abort()
         sys.exit(f"{parser.prog}: error: {error}")
     except ValueError as error:  # e.g. a video that cannot be opened, a picture larger than a fixed-size artifact
         try:
