@@ -73,7 +73,8 @@ class Backbone:
         modifier: optional callable applied to the backbone's `keras.Model` before use (e.g. to
         freeze layers); mixed_precision: None/False, True/"auto", "mixed_bfloat16" or
         "mixed_float16", the dtype policy of backbone and heads (see `maskrcnn`); kwargs go to
-        `maskrcnn` (anchor_params, mask_dtype, score_threshold, ...).
+        `maskrcnn`: settings (a `keras_maskrcnn.models.settings.ModelSettings`) and single settings
+        by name (anchor_params, mask_dtype, score_threshold, ...).
         """
         policy = resolve_policy(mixed_precision)
         with policy_scope(policy):

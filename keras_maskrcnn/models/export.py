@@ -19,10 +19,9 @@ import keras
 import numpy as np
 
 from .. import layers
-from ..utils.anchors import AnchorParameters
 from ..utils.compare import compare_detections, describe
 from ..utils.precision import model_policy
-from .maskrcnn import FILTER_DEFAULTS, _parts, _prediction_graph, box_settings
+from .maskrcnn import _parts, _prediction_graph, model_settings
 from ..runtimes import FORMAT_RUNTIMES, OUTPUTS, RAW_OUTPUTS, load_artifact, metadata_path, require
 
 # format -> the file name ending Keras wants (None: a folder), the export form (see `export_form`), the
@@ -42,18 +41,14 @@ TF2ONNX_CATCH_ERRORS = "TF2ONNX_CATCH_ERRORS"
 
 
 def _settings(model):
-    """(anchor_params, filter kwargs, DetectionMasks layer) of a prediction model built here."""
-    try:
-        masks = model.get_layer("masks")
-        filters = model.get_layer("filtered_detections")
-        anchors = model.get_layer("anchors")
-    except ValueError as error:
-        raise ValueError(f"model {model.name!r} is not a keras_maskrcnn prediction model with masks: {error}") from None
-    if not isinstance(masks, layers.DetectionMasks):
-        raise ValueError(f"model {model.name!r} is not a keras_maskrcnn prediction model with masks")
-    config = filters.get_config()
-    options = {key: config[key] for key in FILTER_DEFAULTS}
-    return AnchorParameters.from_config(anchors.get_config()["anchor_params"]), options, masks
+    """The `ModelSettings` of a prediction model built here (see `maskrcnn.model_settings`)."""
+    masks = next((layer for layer in model.layers if layer.name == "masks"), None)
+    missing = [name for name in ("masks", "filtered_detections", "anchors")
+               if not any(layer.name == name for layer in model.layers)]
+    if missing or not isinstance(masks, layers.DetectionMasks):
+        detail = f": it has no layer {missing[0]!r}" if missing else ""
+        raise ValueError(f"model {model.name!r} is not a keras_maskrcnn prediction model with masks{detail}")
+    return model_settings(model)
 
 
 def export_form(model, row_selection="slice", low_rank=False, top_k_blocks=0, raw_outputs=False, name=None):
@@ -65,14 +60,11 @@ def export_form(model, row_selection="slice", low_rank=False, top_k_blocks=0, ra
     at most 5-D tensors. top_k_blocks: the pre-NMS top-k of `FilterDetections` by blocks of that size
     (0: one top_k). Same anchors, box decoding, filter settings, buckets and mask dtype as `model`.
     """
-    anchor_params, options, masks = _settings(model)
-    image, features, regression, classification, mask_model, roi_align = _parts(model)
-    roi_align = dict(roi_align, low_rank=low_rank)
-    options.update(box_settings(model))
-    graph = _prediction_graph(image, features, regression, classification, mask_model, anchor_params,
-                              masks.mask_dtype, name or model.name, roi_align=roi_align,
-                              row_selection=row_selection, buckets=masks.buckets, top_k_blocks=top_k_blocks,
-                              **options)
+    settings = _settings(model)
+    settings = settings.replace(roi_alignment=settings.roi_alignment.replace(low_rank=low_rank),
+                                row_selection=row_selection, top_k_blocks=top_k_blocks)
+    image, features, regression, classification, mask_model, _ = _parts(model)
+    graph = _prediction_graph(image, features, regression, classification, mask_model, settings, name or model.name)
     outputs = dict(zip(RAW_OUTPUTS + OUTPUTS, graph.outputs))
     if not raw_outputs:
         outputs = {key: outputs[key] for key in OUTPUTS}
@@ -245,6 +237,7 @@ def export_model(model, path, format="tf_saved_model", image_size=None, check=Tr
         pad_multiple=metadata.get("pad_multiple"),
         score_threshold=filters.score_threshold, max_detections=filters.max_detections,
         mask_size=list(masks.mask_model.output_shape[1:3]), export_form=spec["form"], precision="float32",
+        settings=_settings(model).to_config(),
         keras_version=keras.__version__, export_seconds=round(export_seconds, 1),
     )
     if metadata.get("legacy"):

@@ -16,6 +16,7 @@ from .legacy_h5 import KINDS, LegacyFile
 from .legacy_resnet import legacy_resnet_features
 from .maskrcnn import maskrcnn
 from .retinanet import retinanet, retinanet_bbox
+from .settings import LEGACY
 
 # keras-retinanet's convert_model / retinanet_bbox default.
 RETINANET_MAX_DETECTIONS = 300
@@ -46,7 +47,8 @@ def legacy_retinanet_bbox(num_classes, backbone_name="resnet50", anchor_params=N
     inputs = keras.Input(shape=(None, None, 3), name="image")
     features = legacy_resnet_features(inputs, _depth(backbone_name))
     model = retinanet(inputs, features, num_classes, anchor_params=anchor_params, name="retinanet")
-    options = {"max_detections": RETINANET_MAX_DETECTIONS, "clip_margin": 1.0, **filter_kwargs}
+    options = {"max_detections": RETINANET_MAX_DETECTIONS, "clip_margin": LEGACY.box_decoding.clip_margin,
+               **filter_kwargs}
     return retinanet_bbox(model, anchor_params=anchor_params, name=name, **options)
 
 

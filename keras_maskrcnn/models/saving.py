@@ -11,9 +11,9 @@ import zlib
 
 import keras
 
-from ..utils.anchors import AnchorParameters
 from ..utils.precision import apply_policy, resolve_policy
-from .maskrcnn import is_training_model, prediction_model
+from .maskrcnn import is_training_model, prediction_base, prediction_model
+from .settings import ModelSettings
 
 METADATA_NAME = "keras_maskrcnn.json"
 TEMPORARY_SUFFIX = ".partial"
@@ -327,10 +327,17 @@ def load_model(filepath, backbone_name=None, anchor_params=None, mixed_precision
     _convert(model, mixed_precision)
     if not is_training_model(model) and not filter_kwargs and anchor_params is None:
         return model
-    metadata = read_metadata(filepath)
-    if anchor_params is None and metadata.get("anchor_params"):
-        anchor_params = AnchorParameters.from_config(metadata["anchor_params"])
-    if anchor_params is None and not is_training_model(model):
-        anchor_params = AnchorParameters.from_config(model.get_layer("anchors").get_config()["anchor_params"])
-    options = dict(metadata.get("filter", {}), **filter_kwargs)
-    return prediction_model(model, anchor_params=anchor_params, **options)
+    return prediction_model(model, settings=resolve_settings(model, read_metadata(filepath), anchor_params,
+                                                             **filter_kwargs))
+
+
+def resolve_settings(model, metadata, anchor_params=None, **options):
+    """The `ModelSettings` of the prediction model of a loaded `model`, resolved once: the options
+    given here, then what the file's `metadata` records ("settings", or "anchor_params" and
+    "filter"), then `model`'s own RoI alignment and box decoding (and, for a prediction model, its
+    anchors), then the defaults. The detection filter and mask head of a saved prediction model are
+    not inherited: options given to `load_model` apply over the defaults, as they always have."""
+    settings = prediction_base(model)
+    if not is_training_model(model):
+        settings = settings.replace(anchors=model.get_layer("anchors").anchor_params)
+    return ModelSettings.from_metadata(metadata, base=settings).replace(anchor_params=anchor_params, **options)
