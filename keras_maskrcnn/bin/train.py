@@ -505,6 +505,7 @@ def _compiled(args, model, anchor_params):
 def resume_models(parser, args):
     """(training model with its optimizer state, prediction model, epoch) of --snapshot."""
     from ..models import load_training_model, prediction_model
+    from ..models.saving import resolve_settings
 
     try:
         train, metadata = load_training_model(args.snapshot, args.backbone,
@@ -513,9 +514,8 @@ def resume_models(parser, args):
         parser.error(str(error))
     if args.lr is not None:
         train.optimizer.learning_rate.assign(args.lr)
-    anchor_params = AnchorParameters.from_config(metadata["anchor_params"]) if metadata.get("anchor_params") else None
-    options = dict(metadata.get("filter", {}), max_detections=args.max_detections)
-    return train, prediction_model(train, anchor_params=anchor_params, **options), int(metadata["epoch"])
+    settings = resolve_settings(train, metadata, max_detections=args.max_detections)
+    return train, prediction_model(train, settings=settings), int(metadata["epoch"])
 
 
 def snapshot_metadata(args, anchor_params, classes):
