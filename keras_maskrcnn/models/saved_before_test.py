@@ -1,6 +1,6 @@
 """Model files written by an earlier version of keras_maskrcnn (testdata/tiny_*.keras: a five-conv
 backbone, feature sizes 8, two classes) load and predict what they predicted when they were saved
-(testdata/tiny_predictions.npz)."""
+(testdata/tiny_predictions.npz). testdata/make_tiny_models.py wrote them."""
 
 import os
 
