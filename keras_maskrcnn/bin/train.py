@@ -601,6 +601,7 @@ def _main(args=None):
 
     from ..models import backbone as get_backbone
     from ..models import build_training_state
+    from ..preprocessing.anchor_coverage import coverage_line, coverage_warning
     from ..preprocessing.epoch_data import EpochData
     from ..utils.distribution import configure_devices, distribution_scope
 
@@ -632,6 +633,10 @@ def _main(args=None):
     saved_classes = args.metadata.get("classes")
     if saved_classes is not None and len(saved_classes) != len(classes):
         parser.error(f"snapshot {args.snapshot!r} has {len(saved_classes)} classes, the data set {len(classes)}")
+    coverage, fraction = coverage_line(train_generator, anchor_params)  # objects with a positive anchor
+    print(coverage)
+    if coverage_warning(fraction):
+        print(coverage_warning(fraction), file=sys.stderr)
 
     with workers.scope() if workers else distribution_scope(args.multi_gpu):
         if args.seed is not None:
