@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR := demo-output
 
-.PHONY: venv test demo docs dist bench bench-peers legacy-reference clean
+.PHONY: venv test demo images docs dist bench bench-peers legacy-reference clean
 
 $(STAMP): pyproject.toml setup.py keras_maskrcnn/__init__.py
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,12 @@ demo: $(STAMP)
 	@echo "demo pictures: $(DEMO_DIR)/predictions/"
 
 # The documentation site (mkdocs.yml, docs/) into site/; --strict fails on broken links and references.
+# The pictures of the README and the documentation (images/), from make demo's model and data
+# (make demo runs first when its model is not there).
+images: $(STAMP)
+	test -f $(DEMO_SNAPSHOT) || $(MAKE) demo
+	$(BIN)/python images/make.py
+
 docs: $(STAMP)
 	$(BIN)/python -m mkdocs build --strict --site-dir site
 
