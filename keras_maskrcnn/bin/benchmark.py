@@ -101,8 +101,6 @@ def installed(fmt):
 def measure_row(argv, fmt, precision, path):
     """One row, run in a fresh process: AP on the data set, time per picture and peak memory of
     `path` (the .keras model for fmt 'keras')."""
-    import resource
-
     import numpy as np
 
     parser, args, _ = parse_args(argv)
@@ -131,9 +129,26 @@ def measure_row(argv, fmt, precision, path):
         started = time.perf_counter()
         predictor.predict_images([picture])
         seconds.append(time.perf_counter() - started)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+    peak = peak_memory_mb()
     return dict(accuracy, median_ms=1000 * statistics.median(seconds),
                 p90_ms=1000 * float(np.percentile(seconds, 90)), peak_mb=peak, images=len(pictures))
+
+
+def peak_memory_mb():
+    """This process's peak resident memory in MB: VmHWM of /proc/self/status (getrusage's ru_maxrss
+    keeps the parent's peak across exec on Linux, so a new process would report its parent's), else
+    ru_maxrss."""
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024.0 * 1024.0) if sys.platform == "darwin" else peak / 1024.0
 
 
 def _run_row(argv, fmt, precision, path):
