@@ -75,7 +75,7 @@ HISTORY = re.compile(r"\bsessions?\b|\bVMs?\b|\blast time\b|\bwe tried\b|\bround
                      r"\b(?=[0-9a-f]*[a-f])(?=[0-9a-f]*[0-9])[0-9a-f]{7,40}\b", flags=re.I)
 
 
-@pytest.mark.parametrize("path", ["benchmarks/README.md"] +
+@pytest.mark.parametrize("path", ["README.md", "benchmarks/README.md"] +
                          sorted(str(page.relative_to(ROOT)) for page in DOCS.rglob("*.md")))
 def test_pages_hold_no_account_of_the_projects_history(path):
     text = (ROOT / path).read_text()
