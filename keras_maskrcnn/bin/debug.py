@@ -57,11 +57,8 @@ def parse_args(args):
     common.check_dataset(parser, args)
     if not args.output_dir and not args.show:
         parser.error("nothing to do: give --output-dir, --show or both")
-    if args.output_dir:
-        try:
-            check_output_dir(args.output_dir)
-        except OutputError as error:
-            parser.error(str(error))
+    if args.output_dir and os.path.exists(args.output_dir) and not os.path.isdir(args.output_dir):
+        parser.error(f"--output-dir {args.output_dir!r} exists and is not a folder")
     if args.config is not None:
         common.check_file(parser, args.config, "config file")
     if args.show:
@@ -153,6 +150,11 @@ def main(args=None):
     generator = common.create_generator(parser, args, backbone, transform_generator=transform_generator,
                                         anchor_params=anchor_params, shuffle_groups=False)
     anchor_params = generator.anchor_params
+    if args.output_dir:
+        try:
+            check_output_dir(args.output_dir)
+        except OutputError as error:
+            parser.error(str(error))
     names = common.picture_names([generator.image_path(index) for index in range(generator.size())])
     try:
         while run(generator, args, anchor_params, names) and args.loop:
