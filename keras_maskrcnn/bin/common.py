@@ -221,6 +221,28 @@ def model_metadata(parser, path):
     return metadata
 
 
+def model_runtime_and_metadata(parser, args):
+    """Sets args.runtime (from the path when not given) and args.metadata (a Keras model file's, or the
+    JSON beside an exported artifact); parser.error for a model that does not exist, a path whose
+    runtime cannot be told, or --mixed-precision with an exported artifact."""
+    from ..runtimes import read_export_metadata, runtime_for_path
+
+    if not os.path.exists(args.model):
+        parser.error(f"model file {args.model!r} does not exist")
+    if args.runtime is None:
+        try:
+            args.runtime = runtime_for_path(args.model)
+        except ValueError as error:
+            parser.error(str(error))
+    if args.runtime == "keras":
+        check_file(parser, args.model, "model file")
+        args.metadata = model_metadata(parser, args.model)
+    else:
+        args.metadata = read_export_metadata(args.model)
+        if args.mixed_precision:
+            parser.error("--mixed-precision applies to Keras models, not to exported artifacts")
+
+
 def no_masks(parser, path):
     parser.error(f"{path!r} is a keras-retinanet model without a mask head; {parser.prog} needs masks")
 

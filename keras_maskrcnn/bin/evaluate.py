@@ -63,24 +63,9 @@ def parse_args(args):
     quiet.quiet_startup(args.verbose, gpu=args.gpu)  # before model_metadata imports Keras
     common.check_dataset(parser, args)
     check_save_path(parser, args.save_path)
-    from ..runtimes import read_export_metadata, runtime_for_path
-
-    if args.runtime is None:
-        try:
-            args.runtime = runtime_for_path(args.model)
-        except ValueError as error:
-            parser.error(str(error))
-    if args.runtime == "keras":
-        common.check_file(parser, args.model, "model file")
-        args.metadata = common.model_metadata(parser, args.model)
-    else:
-        if not os.path.exists(args.model):
-            parser.error(f"model {args.model!r} does not exist")
-        args.metadata = read_export_metadata(args.model)
-        if args.mixed_precision:
-            parser.error("--mixed-precision applies to Keras models, not to exported artifacts")
-        if args.config is not None:
-            parser.error("--config applies to Keras models; an exported artifact has its anchors built in")
+    common.model_runtime_and_metadata(parser, args)
+    if args.runtime != "keras" and args.config is not None:
+        parser.error("--config applies to Keras models; an exported artifact has its anchors built in")
     common.apply_model_defaults(args, args.metadata)
     if args.config is not None:
         common.check_file(parser, args.config, "config file")

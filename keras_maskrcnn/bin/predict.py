@@ -103,8 +103,6 @@ def parse_args(args):
     quiet.add_verbose_option(parser)
     args = parser.parse_args(common.argv(args))
     quiet.quiet_startup(args.verbose, gpu=args.gpu)  # before model_metadata imports Keras
-    if not os.path.exists(args.model):
-        parser.error(f"model file {args.model!r} does not exist")
     if not 0.0 <= args.tile_overlap < 1.0:
         parser.error(f"argument --tile-overlap: {args.tile_overlap} must lie in [0, 1)")
     if args.tile is not None:
@@ -114,20 +112,7 @@ def parse_args(args):
             tile_grid(args.tile, args.tile, args.tile, args.tile_overlap)
         except ValueError as error:
             parser.error(f"argument --tile: {error}")
-    from ..runtimes import read_export_metadata, runtime_for_path
-
-    if args.runtime is None:
-        try:
-            args.runtime = runtime_for_path(args.model)
-        except ValueError as error:
-            parser.error(str(error))
-    if args.runtime == "keras":
-        common.check_file(parser, args.model, "model file")
-        args.metadata = common.model_metadata(parser, args.model)
-    else:
-        args.metadata = read_export_metadata(args.model)
-        if args.mixed_precision:
-            parser.error("--mixed-precision applies to Keras models, not to exported artifacts")
+    common.model_runtime_and_metadata(parser, args)
     common.apply_model_defaults(args, args.metadata)
     args.resolved = resolve_sources(parser, args)
     check_classes(parser, args)
