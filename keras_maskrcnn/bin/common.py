@@ -243,6 +243,24 @@ def model_runtime_and_metadata(parser, args):
             parser.error("--mixed-precision applies to Keras models, not to exported artifacts")
 
 
+def predictor_or_exit(parser, args, build):
+    """build() (a function making the `inference.Predictor` that runs args.model), with one-line exits for a
+    model that cannot be loaded or run: a runtime that is not installed (status 2, naming its extra), a
+    keras-retinanet file without masks, a file the runtime cannot read."""
+    from ..runtimes import MissingRuntime
+
+    try:
+        return build()
+    except MissingRuntime as error:
+        parser.exit(2, f"{parser.prog}: error: {error}\n")
+    except ValueError as error:
+        if "without a mask head" in str(error):
+            no_masks(parser, args.model)
+        parser.error(str(error))
+    except Exception as error:  # runtimes raise their own types for files they cannot read
+        parser.error(f"{args.model!r} cannot be run with {args.runtime}: {error}")
+
+
 def no_masks(parser, path):
     parser.error(f"{path!r} is a keras-retinanet model without a mask head; {parser.prog} needs masks")
 

@@ -116,13 +116,13 @@ def make_predictor(parser, args, anchor_params):
     """The `inference.Predictor` that runs args.model: a Keras file loaded with --config's anchors, or an
     exported artifact with its runtime; one-line exits for a model that cannot be loaded or run."""
     from ..inference.predictor import Predictor
-    from ..runtimes import MissingRuntime
 
     settings = dict(score_threshold=args.score_threshold, max_detections=args.max_detections,
                     image_min_side=args.image_min_side, image_max_side=args.image_max_side,
                     pad_multiple=args.pad_multiple, binarize_threshold=args.binarize_threshold,
                     backbone=args.backbone)
-    try:
+
+    def build():
         if args.runtime == "keras":
             from ..models import load_model
 
@@ -132,14 +132,8 @@ def make_predictor(parser, args, anchor_params):
             common.require_masks(parser, model, args.model)
             return Predictor(model, classes=args.metadata.get("classes"), **settings)
         return Predictor(args.model, runtime=args.runtime, threads=args.threads, **settings)
-    except MissingRuntime as error:
-        parser.exit(2, f"{parser.prog}: error: {error}\n")
-    except ValueError as error:
-        if "without a mask head" in str(error):
-            common.no_masks(parser, args.model)
-        parser.error(str(error))
-    except Exception as error:  # runtimes raise their own types for files they cannot read
-        parser.error(f"{args.model!r} cannot be run with {args.runtime}: {error}")
+
+    return common.predictor_or_exit(parser, args, build)
 
 
 STOP_HINT = ("a metric over the other images would not be the data set's; fix or remove them, or pass "

@@ -228,7 +228,6 @@ class Outputs:
 
     def __init__(self, args, predictor, resolved):
         self.args = args
-        self.predictor = predictor
         self.output_dir = args.output_dir
         self.results = JsonListWriter(os.path.join(args.output_dir, RESULTS_NAME))
         self.rows = []
@@ -341,24 +340,13 @@ class Outputs:
 def make_predictor(parser, args):
     """The Predictor args describe; one-line exits for a model that cannot be loaded or run."""
     from ..inference.predictor import Predictor
-    from ..runtimes import MissingRuntime
 
-    try:
-        return Predictor(args.model, runtime=args.runtime, score_threshold=args.score_threshold,
-                         max_detections=args.max_detections, image_min_side=args.image_min_side,
-                         image_max_side=args.image_max_side, pad_multiple=args.pad_multiple, tile=args.tile,
-                         tile_overlap=args.tile_overlap, tile_full=args.tile_full,
-                         tile_detections=args.tile_detections, batch_size=args.batch_size,
-                         binarize_threshold=args.binarize_threshold, backbone=args.backbone, threads=args.threads,
-                         mixed_precision=args.mixed_precision or None)
-    except MissingRuntime as error:
-        parser.exit(2, f"{parser.prog}: error: {error}\n")
-    except ValueError as error:
-        if "without a mask head" in str(error):
-            common.no_masks(parser, args.model)
-        parser.error(str(error))
-    except Exception as error:  # runtimes raise their own types for files they cannot read
-        parser.error(f"{args.model!r} cannot be run with {args.runtime}: {error}")
+    return common.predictor_or_exit(parser, args, lambda: Predictor(
+        args.model, runtime=args.runtime, score_threshold=args.score_threshold, max_detections=args.max_detections,
+        image_min_side=args.image_min_side, image_max_side=args.image_max_side, pad_multiple=args.pad_multiple,
+        tile=args.tile, tile_overlap=args.tile_overlap, tile_full=args.tile_full,
+        tile_detections=args.tile_detections, batch_size=args.batch_size, binarize_threshold=args.binarize_threshold,
+        backbone=args.backbone, threads=args.threads, mixed_precision=args.mixed_precision or None))
 
 
 def main(args=None):
