@@ -24,11 +24,6 @@ from ..utils.masks import paste_mask_region
 from .transform import IMAGE_MAX_SIDE, IMAGE_MIN_SIDE, PAD_MULTIPLE, InputTransform, select_detections
 
 
-def encode_mask(mask):
-    """COCO RLE dict ('size' [H, W], 'counts' bytes) of one (H, W) 0/1 mask."""
-    return mask_utils.encode(np.asfortranarray(np.asarray(mask, dtype=np.uint8)))
-
-
 def mask_polygons(mask, tolerance=1.0, offset=(0.0, 0.0)):
     """Outer contours of a (H, W) 0/1 mask as COCO polygons: a list of flat [x1, y1, x2, y2, ...] lists.
 
@@ -176,9 +171,9 @@ class Result:
     @property
     def areas(self):
         """(N,) int64: each mask's area in pixels."""
-        if not len(self):
-            return np.zeros((0,), np.int64)
-        return np.asarray(mask_utils.area(self.rles), dtype=np.int64).reshape(-1)
+        from ..utils.eval import rle_areas
+
+        return rle_areas(self.rles).astype(np.int64)
 
     def polygons(self, tolerance=1.0):
         """Per detection a list of polygons, flat [x1, y1, x2, y2, ...] in picture pixels (see

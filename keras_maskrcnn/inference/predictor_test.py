@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
-from keras_maskrcnn.inference.predictor import Predictor, Result, encode_mask, mask_polygons
+from keras_maskrcnn.inference.predictor import Predictor, Result, mask_polygons
 from keras_maskrcnn.inference.transform import InputTransform, round_up
 from keras_maskrcnn.models import backbone, save_model
+from keras_maskrcnn.utils.eval import encode_masks
 from keras_maskrcnn.utils.image import preprocess_image, read_image_bgr, resize_image
 from keras_maskrcnn.utils.masks import paste_mask
 
@@ -115,6 +116,10 @@ def test_bad_settings_are_one_line_errors(model, tmp_path):
         Predictor(model, backbone="alexnet")
 
 
+def _rle(mask):
+    return encode_masks([mask])[0]
+
+
 def _ring(height=60, width=80):
     """A ring (a disc with a hole) and a square: masks with and without a hole."""
     yy, xx = np.mgrid[:height, :width]
@@ -130,13 +135,13 @@ def test_polygons_rasterised_again_match_the_masks():
     filled ring (a polygon has no holes, so the ring comes back as a disc: IoU with the ring is lower)."""
     ring, square = _ring()
     result = Result("x.png", np.zeros((60, 80, 3), np.uint8), boxes=[[5, 10, 45, 50], [50, 10, 75, 40]],
-                    scores=[0.9, 0.8], labels=[0, 1], rles=[encode_mask(ring), encode_mask(square)])
+                    scores=[0.9, 0.8], labels=[0, 1], rles=[_rle(ring), _rle(square)])
     polygons = result.polygons(tolerance=0.5)
     assert len(polygons) == 2 and all(len(p) == 1 for p in polygons)
     back = [mask_utils.merge(mask_utils.frPyObjects(p, 60, 80)) for p in polygons]
     disc = ((np.hypot(*np.mgrid[:60, :80][::-1] - np.array([25, 30])[:, None, None]) < 20)).astype(np.uint8)
-    iou_square = mask_utils.iou([back[1]], [encode_mask(square)], [0])[0, 0]
-    iou_disc = mask_utils.iou([back[0]], [encode_mask(disc)], [0])[0, 0]
+    iou_square = mask_utils.iou([back[1]], [_rle(square)], [0])[0, 0]
+    iou_disc = mask_utils.iou([back[0]], [_rle(disc)], [0])[0, 0]
     print(f"polygon IoU: square {iou_square:.4f}, filled ring {iou_disc:.4f}")
     assert iou_square >= 0.98 and iou_disc >= 0.98, (iou_square, iou_disc)
     coco = result.to_coco(image_id=7, polygons=True, tolerance=0.5)
@@ -157,9 +162,19 @@ def test_result_counts_areas_and_a_picture():
     ring, square = _ring()
     result = Result("x.png", np.full((60, 80, 3), 90, np.uint8), boxes=[[5, 10, 45, 50], [50, 10, 75, 40]],
                     scores=[0.9, 0.8], labels=[0, 0], names=["cell", "cell"],
-                    rles=[encode_mask(ring), encode_mask(square)])
+                    rles=[_rle(ring), _rle(square)])
     assert result.counts() == {"cell": 2}
     assert result.class_areas() == {"cell": int(ring.sum() + square.sum())}
     picture = result.plot()
     assert picture.shape == (60, 80, 3) and picture.dtype == np.uint8
     assert not np.array_equal(picture, result.image)
+
+
+def test_areas_of_more_than_255_detections_equal_pycocotools_one_by_one():
+    """pycocotools' area() fails on lists of more than 255 masks under NumPy 2; a tiled picture can have more."""
+    rng = np.random.default_rng(4)
+    masks = [(rng.uniform(size=(20, 30)) > 0.5).astype(np.uint8) for _ in range(300)]
+    result = Result("x.png", np.zeros((20, 30, 3), np.uint8), boxes=np.tile([0, 0, 30, 20], (300, 1)),
+                    scores=np.linspace(1, 0.1, 300), labels=np.zeros(300), rles=[_rle(m) for m in masks])
+    assert result.areas.tolist() == [int(mask_utils.area(_rle(m))) for m in masks]
+    assert Result("y.png", np.zeros((4, 4, 3), np.uint8)).areas.shape == (0,)

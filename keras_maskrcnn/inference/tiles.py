@@ -15,6 +15,8 @@ a tile border is then found in two (or four) tiles, each with part of its mask, 
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from ..utils.eval import rle_areas
+
 MIN_TILE = 32
 """The smallest tile: the largest stride of the feature levels the masks need (P3 to P5)."""
 
@@ -141,13 +143,6 @@ def _boxes_of(rles, fallback):
     return boxes
 
 
-def _areas(rles):
-    """(N,) float64 mask areas; pycocotools' area() of more than 255 masks overflows (it sizes its
-    output array with a uint8 under NumPy 2), so it is called on chunks."""
-    chunks = [mask_utils.area(rles[start:start + 255]) for start in range(0, len(rles), 255)]
-    return np.concatenate(chunks).astype(np.float64) if chunks else np.zeros(0)
-
-
 def _rectangle_rle(rectangle, height, width):
     x0, y0, x1, y1 = rectangle
     corner_and_size = np.array([[x0, y0, x1 - x0, y1 - y0]], dtype=np.float64)
@@ -209,7 +204,7 @@ def merge_detections(boxes, scores, labels, rles, tile_ids, iou_threshold=0.5, m
             raise ValueError(f"tiles must give (x0, y0, x1, y1) for every tile id "
                              f"({sorted(set(tile_ids.tolist()))})") from None
 
-    areas = _areas(rles)
+    areas = rle_areas(rles)
     area_cache = {}
 
     def area_inside(index, region):

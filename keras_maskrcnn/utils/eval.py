@@ -19,6 +19,14 @@ def encode_masks(masks):
     return mask_utils.encode(np.asfortranarray(stacked))
 
 
+def rle_areas(rles):
+    """(N,) float64 areas of N RLE masks. pycocotools' area() of more than 255 masks at once overflows
+    (it sizes its output with a uint8 under NumPy 2), so it is called on chunks of 255."""
+    rles = list(rles)
+    chunks = [mask_utils.area(rles[start:start + 255]) for start in range(0, len(rles), 255)]
+    return np.concatenate(chunks).astype(np.float64) if chunks else np.zeros(0)
+
+
 def mask_iou(detection_rles, annotation_rles):
     """IoU between D detection and G ground-truth RLE masks: (D, G) float64."""
     if len(detection_rles) == 0 or len(annotation_rles) == 0:
