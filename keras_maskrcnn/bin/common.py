@@ -8,6 +8,8 @@ import argparse
 import os
 import sys
 
+from ..defaults import IMAGE_MAX_SIDE, IMAGE_MIN_SIDE, PAD_MULTIPLE
+
 IMAGE_EXTENSIONS = (".bmp", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
 MODEL_HELP = "model file: a .keras file written by maskrcnn-train, or an .h5 model of keras-maskrcnn 0.2"
 
@@ -138,10 +140,8 @@ _IMAGE_SIZE_DEFAULT = "default"
 
 
 def add_image_size(flags, min_side=_IMAGE_SIZE_DEFAULT, max_side=_IMAGE_SIZE_DEFAULT):
-    """--image-min-side and --image-max-side, by default `inference.transform`'s IMAGE_MIN_SIDE and
-    IMAGE_MAX_SIDE (800 / 1333); None defaults mean "the model's, else those"."""
-    from ..inference.transform import IMAGE_MAX_SIDE, IMAGE_MIN_SIDE  # numpy and OpenCV: not at import
-
+    """--image-min-side and --image-max-side, by default `defaults.IMAGE_MIN_SIDE` and
+    `defaults.IMAGE_MAX_SIDE` (800 / 1333); None defaults mean "the model's, else those"."""
     min_side = IMAGE_MIN_SIDE if min_side == _IMAGE_SIZE_DEFAULT else min_side
     max_side = IMAGE_MAX_SIDE if max_side == _IMAGE_SIZE_DEFAULT else max_side
 
@@ -169,9 +169,7 @@ class MaxImagePixels(argparse.Action):
 
 
 def add_pad_multiple(flags):
-    """--pad-multiple, default: the model's, else `inference.transform.PAD_MULTIPLE` (32; see apply_model_defaults)."""
-    from ..inference.transform import PAD_MULTIPLE
-
+    """--pad-multiple, default: the model's, else `defaults.PAD_MULTIPLE` (32; see apply_model_defaults)."""
     flags.add("--pad-multiple", type=positive_int, default=None,
               help=f"pad every batch's height and width up to a multiple of this (default: as the model was "
                    f"trained, else {PAD_MULTIPLE}); larger values give fewer distinct input shapes, so fewer graph "
@@ -197,10 +195,8 @@ def add_loaded_model_flags(flags):
 
 def apply_model_defaults(args, metadata):
     """Fills --backbone, --image-min-side, --image-max-side and --pad-multiple left unset from a
-    model file's metadata, else resnet50 and `inference.transform`'s IMAGE_MIN_SIDE, IMAGE_MAX_SIDE
-    and PAD_MULTIPLE (800 / 1333 / 32)."""
-    from ..inference.transform import IMAGE_MAX_SIDE, IMAGE_MIN_SIDE, PAD_MULTIPLE
-
+    model file's metadata, else resnet50 and `defaults`' IMAGE_MIN_SIDE, IMAGE_MAX_SIDE and
+    PAD_MULTIPLE (800 / 1333 / 32)."""
     args.backbone = args.backbone or metadata.get("backbone") or "resnet50"
     args.image_min_side = args.image_min_side or metadata.get("image_min_side") or IMAGE_MIN_SIDE
     args.image_max_side = args.image_max_side or metadata.get("image_max_side") or IMAGE_MAX_SIDE

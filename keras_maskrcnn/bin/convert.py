@@ -10,6 +10,7 @@ and `load_model` open it on any Keras backend, without the old packages.
 import argparse
 import os
 
+from .. import defaults
 from . import common, quiet
 
 
@@ -25,9 +26,10 @@ def parse_args(args):
     parser.add_argument("--classes", default=None, metavar="CSV",
                         help="class_name,id file whose names the tools then show (default: label numbers)")
     parser.add_argument("--max-detections", type=common.positive_int, default=None,
-                        help="detections per image (default: the file's; 100 for keras-maskrcnn, 300 for keras-retinanet)")
+                        help=f"detections per image (default: the file's; {defaults.MAX_DETECTIONS} for "
+                             f"keras-maskrcnn, 300 for keras-retinanet)")
     parser.add_argument("--score-threshold", type=common.unit_float, default=None,
-                        help="score threshold of the filter (default: the file's, 0.05)")
+                        help=f"score threshold of the filter (default: the file's, {defaults.SCORE_THRESHOLD})")
     quiet.add_verbose_option(parser)
     args = parser.parse_args(common.argv(args))
     quiet.quiet_startup(args.verbose)

@@ -13,6 +13,7 @@ import argparse
 import os
 import sys
 
+from .. import defaults
 from ..preprocessing.bad_images import listing
 from ..utils.image import UnreadableImageError
 from . import common, quiet
@@ -34,13 +35,15 @@ def parse_args(args):
                    ".tflite litert)")
     flags.add("--threads", type=common.positive_int, default=None,
               help="threads of an exported artifact's runtime (default: the runtime's choice)")
-    flags.add("--score-threshold", type=common.unit_float, default=0.05,
-              help="minimum detection score (default 0.05)")
-    flags.add("--iou-threshold", type=common.unit_float, default=0.5,
-              help="mask IoU for a detection to count as found in the seed's per-class mAP (default 0.5)")
-    flags.add("--max-detections", type=common.positive_int, default=100, help="detections per image (default 100)")
-    flags.add("--binarize-threshold", type=common.unit_float, default=0.5,
-              help="mask probability from which a pixel is foreground (default 0.5)")
+    flags.add("--score-threshold", type=common.unit_float, default=defaults.SCORE_THRESHOLD,
+              help=f"minimum detection score (default {defaults.SCORE_THRESHOLD})")
+    flags.add("--iou-threshold", type=common.unit_float, default=defaults.MATCH_IOU_THRESHOLD,
+              help=f"mask IoU for a detection to count as found in the seed's per-class mAP "
+                   f"(default {defaults.MATCH_IOU_THRESHOLD})")
+    flags.add("--max-detections", type=common.positive_int, default=defaults.MAX_DETECTIONS,
+              help=f"detections per image (default {defaults.MAX_DETECTIONS})")
+    flags.add("--binarize-threshold", type=common.unit_float, default=defaults.BINARIZE_THRESHOLD,
+              help=f"mask probability from which a pixel is foreground (default {defaults.BINARIZE_THRESHOLD})")
     flags.add("--save-path", help="folder for metrics.json, per_class.csv, detections.json, pr_curves.png, "
                                   "f1_curve.png, confusion_matrix.png and worst/ (pictures of the worst images); "
                                   "a path ending in .json writes only the detections there")

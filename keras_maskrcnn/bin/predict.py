@@ -27,6 +27,7 @@ import argparse
 import os
 import sys
 
+from .. import defaults
 from . import common, quiet
 
 RESULTS_NAME = "results.json"
@@ -56,12 +57,12 @@ def parse_args(args):
                         help="threads of an exported artifact's runtime (default: the runtime's choice)")
     flags = common.FlagAdder(parser, [])
     common.add_loaded_model_flags(flags)
-    flags.add("--score-threshold", type=common.unit_float, default=0.5,
-              help="minimum score of the detections kept (default 0.5)")
-    flags.add("--max-detections", type=common.positive_int, default=100,
-              help="detections per picture (default 100)")
-    flags.add("--binarize-threshold", type=common.unit_float, default=0.5,
-              help="mask probability from which a pixel is foreground (default 0.5)")
+    flags.add("--score-threshold", type=common.unit_float, default=defaults.PREDICT_SCORE_THRESHOLD,
+              help=f"minimum score of the detections kept (default {defaults.PREDICT_SCORE_THRESHOLD})")
+    flags.add("--max-detections", type=common.positive_int, default=defaults.MAX_DETECTIONS,
+              help=f"detections per picture (default {defaults.MAX_DETECTIONS})")
+    flags.add("--binarize-threshold", type=common.unit_float, default=defaults.BINARIZE_THRESHOLD,
+              help=f"mask probability from which a pixel is foreground (default {defaults.BINARIZE_THRESHOLD})")
     common.add_image_size(flags, None, None)
     common.add_pad_multiple(flags)
     flags.add("--batch-size", type=common.positive_int, default=1,

@@ -9,14 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..defaults import IMAGE_MAX_SIDE, IMAGE_MIN_SIDE, MAX_DETECTIONS, PAD_MULTIPLE, SCORE_THRESHOLD
 from ..utils.image import preprocess_image, resize_image
-
-IMAGE_MIN_SIDE = 800
-"""Default length of a picture's smaller side after the resize (keras-retinanet's)."""
-IMAGE_MAX_SIDE = 1333
-"""Default limit of the larger side after the resize."""
-PAD_MULTIPLE = 32
-"""Default multiple that batch heights and widths are padded up to (the largest backbone stride)."""
 
 
 def round_up(value, multiple):
@@ -82,7 +76,7 @@ class InputTransform:
         return np.asarray(boxes, dtype=np.float64).reshape(-1, 4) / float(scale)
 
 
-def select_detections(boxes, scores, labels, masks, score_threshold=0.05, max_detections=100):
+def select_detections(boxes, scores, labels, masks, score_threshold=SCORE_THRESHOLD, max_detections=MAX_DETECTIONS):
     """One picture's rows of the model outputs that are detections, best first.
 
     boxes (N, 4), scores (N,), labels (N,), masks (N, S, S, C) of one picture (padded rows have

@@ -23,6 +23,7 @@ This module imports no Keras.
 
 import dataclasses
 
+from .. import defaults
 from ..utils.anchors import AnchorParameters
 
 Anchors = AnchorParameters
@@ -82,10 +83,10 @@ class DetectionFilter(_Part):
 
     nms: bool = True
     class_specific_filter: bool = True
-    score_threshold: float = 0.05
-    nms_threshold: float = 0.5
-    max_detections: int = 100
-    pre_nms_top_k: int = 1000
+    score_threshold: float = defaults.SCORE_THRESHOLD
+    nms_threshold: float = defaults.NMS_THRESHOLD
+    max_detections: int = defaults.MAX_DETECTIONS
+    pre_nms_top_k: int = defaults.PRE_NMS_TOP_K
     top_k_blocks: int = 0
 
 
@@ -117,8 +118,8 @@ class RoiAlignment(_Part):
         crop_size: (height, width) of the pooled features (14, 14).
         sampling_ratio: samples per bin along each axis ("aligned" sampling).
         strides: strides of the feature maps given (P3..P7).
-        canonical_size, canonical_level: a box of canonical_size pixels is pooled from level
-            canonical_level (counted from P3 = 0... as `pyramid_level` says).
+        canonical_size: a box of canonical_size pixels is pooled from level canonical_level...
+        canonical_level: ...counted from P3 = 0 (as `pyramid_level` says).
         sampling: "aligned" (torchvision's roi_align(aligned=True)) or "crop_and_resize"
             (keras-maskrcnn 0.2's, whose layer also takes the image).
         low_rank: the same pooling with tensors of at most 5 dimensions (the LiteRT export form).
@@ -186,7 +187,10 @@ class ModelSettings:
 
     Args:
         anchors: `AnchorParameters` (None: `AnchorParameters.default`).
-        detection_filter, box_decoding, roi_alignment, mask_head: the parts (None: their defaults).
+        detection_filter: `DetectionFilter` (None: its defaults).
+        box_decoding: `BoxDecoding` (None: its defaults).
+        roi_alignment: `RoiAlignment` (None: its defaults).
+        mask_head: `MaskHead` (None: its defaults).
     """
 
     anchors: AnchorParameters = None

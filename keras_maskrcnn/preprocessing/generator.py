@@ -23,7 +23,7 @@ import warnings
 import keras
 import numpy as np
 
-from ..inference.transform import IMAGE_MAX_SIDE, IMAGE_MIN_SIDE, PAD_MULTIPLE
+from ..defaults import IMAGE_MAX_SIDE, IMAGE_MIN_SIDE, PAD_MULTIPLE
 from ..utils.anchors import AnchorParameters, anchor_targets_bbox, anchors_for_shape
 from ..utils.image import (
     TransformParameters,
@@ -98,7 +98,8 @@ class Generator(keras.utils.PyDataset):
         group_method: 'none' (dataset order), 'random', or 'ratio' (sorted by aspect ratio so
             batches need little padding).
         shuffle_groups: shuffle the order of the batches every epoch.
-        image_min_side, image_max_side: resize limits in pixels.
+        image_min_side: images are resized so that their smaller side has this many pixels...
+        image_max_side: ...unless their larger side would then exceed this.
         transform_parameters: utils.image.TransformParameters for the warps.
         anchor_params: utils.anchors.AnchorParameters (default: AnchorParameters.default).
         preprocess_image: callable BGR uint8 (H, W, 3) -> float32; default caffe mean subtraction.
@@ -118,10 +119,12 @@ class Generator(keras.utils.PyDataset):
             decode when a batch is built is replaced in that batch by another readable one
             (drawn from the batch's random numbers, so the same with the same seed), with a
             warning. Either way they go into `self.bad_images` (a BadImages record).
-        workers, use_multiprocessing, max_queue_size: as in keras.utils.PyDataset: batches are
-            built ahead by `workers` threads, or with use_multiprocessing by `workers` processes
-            that live as long as the generator (batch_processes; Keras then sees workers + 1
-            threads that hand the batches to them), not by a new pool of processes every epoch.
+        workers: as in keras.utils.PyDataset: batches are built ahead by `workers` threads, or
+            with use_multiprocessing by `workers` processes that live as long as the generator
+            (batch_processes; Keras then sees workers + 1 threads that hand the batches to them),
+            not by a new pool of processes every epoch.
+        use_multiprocessing: build batches in processes (see workers).
+        max_queue_size: batches built ahead, as in keras.utils.PyDataset.
     """
 
     def __init__(self, transform_generator=None, visual_effect_generator=None, batch_size=1, group_method="ratio",
