@@ -13,16 +13,23 @@ Snapshots `{backbone}_{dataset}_{epoch:02d}.keras` hold the training model with 
 and the settings needed to rebuild the prediction model; `load_model` opens them as the
 prediction model and `--snapshot` resumes training from them.
 
+`main` reads as its steps, each a function returning what it made: `parse_args` (the checked
+options), `resolve_run` (what the files named decide: the snapshot's metadata, an old weights file,
+the anchors), `start_devices`, `read_data` (the generators and classes), `build_or_load` (the training
+and prediction models and the first epoch) and `fit`.
+
 Keras and the model code are imported by the functions that use them, so that `--help` comes
 without loading TensorFlow.
 """
 
 import argparse
+import dataclasses
 import importlib.util
 import os
 import sys
 import tempfile
 
+from .. import defaults
 from ..preprocessing.bad_images import TooManyBadImagesError, default_max_bad_images, listing, too_many_message
 from ..utils.anchors import AnchorParameters
 from ..utils.image import random_visual_effect_generator
@@ -35,7 +42,16 @@ WEIGHT_EXTENSIONS = (".keras", ".h5", ".hdf5")
 
 
 def parse_args(args):
-    """(parser, checked arguments); exits through parser.error on bad arguments."""
+    """(parser, checked arguments) of the command line `args` (None: sys.argv); exits through
+    parser.error on bad arguments. See `check_args` for what is filled in."""
+    parser = build_parser()
+    parsed = parser.parse_args(common.argv(args))
+    quiet.quiet_startup(parsed.verbose, gpu=parsed.gpu)  # before check_args imports Keras
+    return parser, check_args(parser, parsed)
+
+
+def build_parser():
+    """The argument parser of maskrcnn-train (its options before and after the data set type)."""
     parser = argparse.ArgumentParser(
         prog="maskrcnn-train",
         description="Train a Mask R-CNN (RetinaNet + RoIAlign mask head) on a COCO, CSV, labelme or YOLO data set.")
@@ -101,8 +117,8 @@ def parse_args(args):
               help="augment with random rotation, translation, shear, scaling, flips and colour changes "
                    "(default: horizontal flips only)")
     flags.add("--compute-val-loss", action="store_true", help="also compute the loss on the validation set")
-    flags.add("--max-detections", type=common.positive_int, default=100,
-              help="detections per image kept by the prediction model (default 100)")
+    flags.add("--max-detections", type=common.positive_int, default=defaults.MAX_DETECTIONS,
+              help=f"detections per image kept by the prediction model (default {defaults.MAX_DETECTIONS})")
     flags.add("--feature-size", type=common.positive_int, default=256,
               help="channels of the FPN and the box heads (default 256; ignored with --snapshot)")
     flags.add("--mask-feature-size", type=common.positive_int, default=256,
@@ -136,58 +152,43 @@ def parse_args(args):
               help="compute in mixed_float16 on a GPU (with loss scaling), mixed_bfloat16 otherwise; "
                    "weights and losses stay float32")
     quiet.add_verbose_option(flags)
-    parsed = parser.parse_args(common.argv(args))
-    quiet.quiet_startup(parsed.verbose, gpu=parsed.gpu)  # before check_args imports Keras
-    return parser, check_args(parser, parsed)
+    return parser
 
 
 def check_args(parser, args):
-    """Checks what can be checked without data or model; takes the backbone of a snapshot."""
-    from ..models import read_metadata
+    """`args`, checked as far as they can be without data or model (parser.error otherwise).
+
+    The options that the files named decide are filled in: `--snapshot latest` becomes the snapshot
+    it stands for (or None), and --backbone, the image sizes and --pad-multiple left unset come from
+    the snapshot or an old --weights file, else the defaults. Nothing else is added to `args`;
+    `resolve_run` reads the files' settings.
+    """
     from ..utils.distribution import check_backend, check_batch_size
 
     common.check_dataset(parser, args)
-    args.metadata = {}
     given = [flag for flag, value in (("--snapshot", args.snapshot), ("--weights", args.weights),
                                       ("--imagenet-weights", args.imagenet_weights), ("--no-weights", args.no_weights))
              if value]
     if len(given) > 1:
         parser.error(f"argument {given[1]}: not allowed with argument {given[0]}")
-    args.old_weights = None
     if args.weights is not None:
-        common.check_file(parser, args.weights, "weights file")
-        if not args.weights.endswith(WEIGHT_EXTENSIONS):
-            parser.error(f"weights file {args.weights!r} must be a .keras model or an .h5 weights file")
-        args.old_weights = old_weights_file(parser, args.weights)
-        if args.old_weights is not None:
-            if args.backbone is None:
-                args.backbone = args.old_weights.backbone
-            elif args.backbone != args.old_weights.backbone:
-                parser.error(f"weights file {args.weights!r} holds a {args.old_weights.backbone} backbone, "
-                             f"not --backbone {args.backbone}")
-    args.finished = False
+        check_weights(parser, args)
     latest = args.snapshot == "latest"
     if latest:
         args.snapshot = resolve_latest(args)
+    metadata = {}
     if args.snapshot is not None:
-        common.check_file(parser, args.snapshot, "snapshot")
-        args.metadata = read_metadata(args.snapshot)
-        if "epoch" not in args.metadata:
-            parser.error(f"{args.snapshot!r} is not a snapshot written by maskrcnn-train (it records no epoch)")
-        saved_backbone = args.metadata.get("backbone")
+        metadata = read_snapshot(parser, args.snapshot)
+        saved_backbone = metadata.get("backbone")
         if args.backbone is None:
             args.backbone = saved_backbone
         elif saved_backbone and saved_backbone != args.backbone:
             parser.error(f"snapshot {args.snapshot!r} was trained with --backbone {saved_backbone}, "
                          f"not {args.backbone}")
-        if args.metadata["epoch"] >= args.epochs and latest:
-            print(f"--snapshot latest: {args.snapshot} is at epoch {args.metadata['epoch']}, --epochs {args.epochs} "
-                  f"are done")
-            args.finished = True
-        elif args.metadata["epoch"] >= args.epochs:
-            parser.error(f"snapshot {args.snapshot!r} is at epoch {args.metadata['epoch']}; "
+        if metadata["epoch"] >= args.epochs and not latest:  # latest: done, see resolve_run
+            parser.error(f"snapshot {args.snapshot!r} is at epoch {metadata['epoch']}; "
                          f"--epochs {args.epochs} must be larger to train further")
-    common.apply_model_defaults(args, args.metadata)
+    common.apply_model_defaults(args, metadata)
     if args.multi_worker:
         check_multi_worker_args(parser, args)
     try:
@@ -201,6 +202,90 @@ def check_args(parser, args):
     if args.config is not None:
         common.check_file(parser, args.config, "config file")
     return args
+
+
+def check_weights(parser, args):
+    """parser.error unless --weights names a .keras or .h5 file whose backbone agrees with --backbone;
+    an old .h5 model's backbone becomes --backbone when none is given."""
+    common.check_file(parser, args.weights, "weights file")
+    if not args.weights.endswith(WEIGHT_EXTENSIONS):
+        parser.error(f"weights file {args.weights!r} must be a .keras model or an .h5 weights file")
+    old_weights = old_weights_file(parser, args.weights)
+    if old_weights is not None:
+        if args.backbone is None:
+            args.backbone = old_weights.backbone
+        elif args.backbone != old_weights.backbone:
+            parser.error(f"weights file {args.weights!r} holds a {old_weights.backbone} backbone, "
+                         f"not --backbone {args.backbone}")
+
+
+def read_snapshot(parser, path):
+    """The metadata of the snapshot `path`; parser.error when it does not exist or records no epoch."""
+    from ..models import read_metadata
+
+    common.check_file(parser, path, "snapshot")
+    metadata = read_metadata(path)
+    if "epoch" not in metadata:
+        parser.error(f"{path!r} is not a snapshot written by maskrcnn-train (it records no epoch)")
+    return metadata
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """What a maskrcnn-train run takes from the files its arguments name (see `resolve_run`).
+
+    Args:
+        snapshot_metadata: the metadata of --snapshot ({} without one).
+        old_weights: the `LegacyFile` of --weights when it is a keras-maskrcnn 0.2 / keras-retinanet 1.0 /
+            keras-resnet .h5 model, else None.
+        anchor_params: `AnchorParameters` of --config, the snapshot or the old weights file (None: the defaults).
+        tensorboard_dir: TensorBoard's log folder ('' for none).
+        finished: `--snapshot latest` has reached --epochs: there is nothing to train (and nothing
+            else is resolved).
+    """
+
+    snapshot_metadata: dict = dataclasses.field(default_factory=dict)
+    old_weights: object = None
+    anchor_params: AnchorParameters = None
+    tensorboard_dir: str = ""
+    finished: bool = False
+
+
+def resolve_run(parser, args):
+    """The `Run` of checked `args`: the snapshot's metadata, the old weights file, the anchors and the
+    TensorBoard folder; parser.error when the anchors of two sources differ."""
+    metadata = read_snapshot(parser, args.snapshot) if args.snapshot is not None else {}
+    if metadata and metadata["epoch"] >= args.epochs:  # check_args lets only --snapshot latest through
+        print(f"--snapshot latest: {args.snapshot} is at epoch {metadata['epoch']}, --epochs {args.epochs} "
+              f"are done")
+        return Run(snapshot_metadata=metadata, finished=True)
+    old_weights = old_weights_file(parser, args.weights) if args.weights is not None else None
+    return Run(snapshot_metadata=metadata, old_weights=old_weights,
+               anchor_params=resolve_anchors(parser, args, metadata, old_weights),
+               tensorboard_dir=tensorboard_dir(args))
+
+
+def resolve_anchors(parser, args, metadata, old_weights):
+    """The anchors of the run, or None for the defaults: a snapshot's own (parser.error when --config
+    gives others), else --config's, else an old keras-maskrcnn / keras-retinanet file's."""
+    anchor_params = common.anchor_parameters(parser, args.config)
+    if anchor_params is None and old_weights is not None and old_weights.kind != "keras-resnet":
+        anchor_params = old_weights.anchor_params
+    if metadata.get("anchor_params"):
+        saved = AnchorParameters.from_config(metadata["anchor_params"])
+        if anchor_params is not None and anchor_params != saved:
+            parser.error(f"the anchors of --config {args.config!r} differ from those of snapshot {args.snapshot!r}")
+        anchor_params = saved
+    return anchor_params
+
+
+def tensorboard_dir(args):
+    """--tensorboard-dir, or '' (with a note) when the tensorboard package is not installed."""
+    if args.tensorboard_dir and importlib.util.find_spec("tensorboard") is None:
+        print("maskrcnn-train: the tensorboard package is not installed, so TensorBoard logging is off "
+              "(pip install tensorboard, or pass --tensorboard-dir '' to silence this)", file=sys.stderr)
+        return ""
+    return args.tensorboard_dir
 
 
 VALIDATION_FLAGS = {"coco": "--val-annotations", "csv": "--val-annotations", "labelme": "--val-folder",
@@ -454,18 +539,18 @@ def load_old_weights(model, path):
               f"{', ...' if len(missing) > 6 else ''})")
 
 
-def create_models(parser, args, backbone, num_classes, anchor_params):
+def create_models(parser, args, backbone, num_classes, anchor_params, old_weights=None):
     """(compiled training model, prediction model) sharing their weights. With an old .h5 file as
-    --weights, the architecture is that of keras-maskrcnn 0.2 (keras-resnet backbone, its RoIAlign)."""
+    --weights (old_weights: its `LegacyFile`), the architecture is that of keras-maskrcnn 0.2
+    (keras-resnet backbone, its RoIAlign)."""
     weights = "imagenet" if args.imagenet_weights else None
-    if args.old_weights is not None:
+    if old_weights is not None:
         from ..models.legacy import legacy_maskrcnn
         from ..utils.precision import policy_scope, resolve_policy
 
         with policy_scope(resolve_policy(args.mixed_precision or None)):
             model = legacy_maskrcnn(num_classes, args.backbone, freeze_backbone=args.freeze_backbone,
-                                    anchor_params=anchor_params, class_specific_filter=args.class_specific_filter,
-                                    max_detections=args.max_detections, feature_size=args.feature_size,
+                                    anchor_params=anchor_params, **filter_options(args), feature_size=args.feature_size,
                                     mask_feature_size=args.mask_feature_size, mask_upsampling=args.mask_upsampling,
                                     mixed_precision=args.mixed_precision or None)
         load_old_weights(model, args.weights)
@@ -473,8 +558,7 @@ def create_models(parser, args, backbone, num_classes, anchor_params):
     try:
         model = backbone.maskrcnn(num_classes, weights=weights, freeze_backbone=args.freeze_backbone,
                                   freeze_bn=True if args.weights else None, anchor_params=anchor_params,
-                                  class_specific_filter=args.class_specific_filter,
-                                  max_detections=args.max_detections, feature_size=args.feature_size,
+                                  **filter_options(args), feature_size=args.feature_size,
                                   mask_feature_size=args.mask_feature_size, mask_upsampling=args.mask_upsampling,
                                   mixed_precision=args.mixed_precision or None)
     except Exception as error:  # a failed download surfaces as one of many types
@@ -498,8 +582,7 @@ def _compiled(args, model, anchor_params):
     train = training_model(model)
     train.compile(loss=losses.training_losses(),
                   optimizer=keras.optimizers.Adam(learning_rate=args.lr or DEFAULT_LR, clipnorm=args.clipnorm))
-    return train, prediction_model(train, anchor_params=anchor_params, class_specific_filter=args.class_specific_filter,
-                                   max_detections=args.max_detections)
+    return train, prediction_model(train, anchor_params=anchor_params, **filter_options(args))
 
 
 def resume_models(parser, args):
@@ -518,18 +601,28 @@ def resume_models(parser, args):
     return train, prediction_model(train, settings=settings), int(metadata["epoch"])
 
 
+def filter_options(args):
+    """The `DetectionFilter` fields maskrcnn-train's options set (the others keep their defaults): what a new
+    prediction model is built with and what snapshots record under "filter"."""
+    return dict(class_specific_filter=args.class_specific_filter, max_detections=args.max_detections)
+
+
 def snapshot_metadata(args, anchor_params, classes):
     """What a snapshot records besides the epoch: enough to rebuild the prediction model."""
     return dict(backbone=args.backbone, dataset=args.dataset_type, classes=classes,
                 anchor_params=anchor_params.get_config() if anchor_params is not None else None,
-                filter=dict(class_specific_filter=args.class_specific_filter, max_detections=args.max_detections),
+                filter=filter_options(args),
                 image_min_side=args.image_min_side, image_max_side=args.image_max_side,
                 pad_multiple=args.pad_multiple)
 
 
-def create_callbacks(args, train, prediction, validation, metadata, train_generator=None, chief=True):
+def create_callbacks(args, train, prediction, validation, metadata, train_generator=None, chief=True,
+                     tensorboard_dir=None):
     """The bad image monitor (with train_generator), evaluation, snapshots, TensorBoard,
     ReduceLROnPlateau, TerminateOnNaN and CSVLogger.
+
+    metadata: what the snapshots record (`snapshot_metadata`); tensorboard_dir: TensorBoard's log
+    folder, '' for none (None: --tensorboard-dir).
 
     The monitor and evaluation come first so that 'skipped_images' and 'mAP' reach the
     TensorBoard and CSV logs of the epoch. chief=False (the other workers of --multi-worker):
@@ -550,7 +643,8 @@ def create_callbacks(args, train, prediction, validation, metadata, train_genera
         return callbacks + [keras.callbacks.ReduceLROnPlateau(monitor="loss", factor=0.1, patience=2, verbose=0,
                                                               min_delta=1e-4, cooldown=0, min_lr=0),
                             keras.callbacks.TerminateOnNaN()]
-    tensorboard = keras.callbacks.TensorBoard(log_dir=args.tensorboard_dir) if args.tensorboard_dir else None
+    tensorboard_dir = args.tensorboard_dir if tensorboard_dir is None else tensorboard_dir
+    tensorboard = keras.callbacks.TensorBoard(log_dir=tensorboard_dir) if tensorboard_dir else None
     if args.evaluation and validation is not None:
         if args.dataset_type == "coco":
             from ..callbacks.coco import CocoEval
@@ -591,81 +685,112 @@ def main(args=None):
         return _main(args)
 
 
-def _main(args=None):
-    parser, args = parse_args(args)
-    if args.finished:
+def _main(argv=None):
+    parser, args = parse_args(argv)
+    run = resolve_run(parser, args)
+    if run.finished:
         return 0
     common.plain_bad_image_warnings(parser.prog)
     common.select_gpu(args.gpu)
-    import keras
+    from ..models import backbone as get_backbone  # after --gpu took effect
+    from ..utils.distribution import distribution_scope
 
-    from ..models import backbone as get_backbone
-    from ..models import build_training_state
-    from ..preprocessing.anchor_coverage import coverage_line, coverage_warning
-    from ..preprocessing.epoch_data import EpochData
-    from ..utils.distribution import configure_devices, distribution_scope
+    workers = start_devices(parser, args)
+    backbone = get_backbone(args.backbone)
+    data = read_data(parser, args, run, backbone)
+    with workers.scope() if workers else distribution_scope(args.multi_gpu):
+        train, prediction, initial_epoch = build_or_load(parser, args, run, backbone, data.train.num_classes())
+        return fit(args, run, data, train, prediction, initial_epoch, workers)
 
-    workers = None
+
+def start_devices(parser, args):
+    """The `multi_worker.Workers` of --multi-worker, else None after setting up the devices of
+    --multi-gpu; parser.error when they cannot be had."""
+    from ..utils.distribution import configure_devices
+
     flag = "--multi-worker" if args.multi_worker else f"--multi-gpu {args.multi_gpu}"
     try:
         if args.multi_worker:
-            workers = join_workers(args)
-        else:
-            configure_devices(args.multi_gpu)
+            return join_workers(args)
+        configure_devices(args.multi_gpu)
     except ValueError as error:
         parser.error(f"{flag}: {error}")
-    anchor_params = common.anchor_parameters(parser, args.config)
-    if anchor_params is None and args.old_weights is not None and args.old_weights.kind != "keras-resnet":
-        anchor_params = args.old_weights.anchor_params
-    if args.snapshot is not None and args.metadata.get("anchor_params"):
-        saved = AnchorParameters.from_config(args.metadata["anchor_params"])
-        if anchor_params is not None and anchor_params != saved:
-            parser.error(f"the anchors of --config {args.config!r} differ from those of snapshot {args.snapshot!r}")
-        anchor_params = saved
-    if args.tensorboard_dir and importlib.util.find_spec("tensorboard") is None:
-        print("maskrcnn-train: the tensorboard package is not installed, so TensorBoard logging is off "
-              "(pip install tensorboard, or pass --tensorboard-dir '' to silence this)", file=sys.stderr)
-        args.tensorboard_dir = ""
+    return None
 
-    backbone = get_backbone(args.backbone)
-    train_generator, validation_generator = create_generators(parser, args, backbone, anchor_params)
-    classes = common.class_names(train_generator)
-    saved_classes = args.metadata.get("classes")
+
+@dataclasses.dataclass(frozen=True)
+class Data:
+    """The data of a run (see `read_data`).
+
+    Args:
+        train: the training set's generator.
+        validation: the validation set's generator, or None.
+        classes: the class names by label.
+    """
+
+    train: object
+    validation: object
+    classes: list
+
+
+def read_data(parser, args, run, backbone):
+    """The `Data` of the run; parser.error when a resumed snapshot has another class count. Prints
+    the anchor coverage of the training set (and a warning when it is low)."""
+    from ..preprocessing.anchor_coverage import coverage_line, coverage_warning
+
+    train, validation = create_generators(parser, args, backbone, run.anchor_params)
+    classes = common.class_names(train)
+    saved_classes = run.snapshot_metadata.get("classes")
     if saved_classes is not None and len(saved_classes) != len(classes):
         parser.error(f"snapshot {args.snapshot!r} has {len(saved_classes)} classes, the data set {len(classes)}")
-    coverage, fraction = coverage_line(train_generator, anchor_params)  # objects with a positive anchor
+    coverage, fraction = coverage_line(train, run.anchor_params)  # objects with a positive anchor
     print(coverage)
     if coverage_warning(fraction):
         print(coverage_warning(fraction), file=sys.stderr)
+    return Data(train, validation, classes)
 
-    with workers.scope() if workers else distribution_scope(args.multi_gpu):
-        if args.seed is not None:
-            keras.utils.set_random_seed(args.seed)
-        if args.snapshot is not None:
-            print(f"Loading snapshot {args.snapshot}, this may take a second...")
-            train, prediction, initial_epoch = resume_models(parser, args)
-        else:
-            print("Creating model, this may take a second...")
-            train, prediction = create_models(parser, args, backbone, train_generator.num_classes(), anchor_params)
-            initial_epoch = 0
-        build_training_state(train)
 
-        if args.run_eagerly:
-            train.run_eagerly = True
-        callbacks = create_callbacks(args, train, prediction, validation_generator,
-                                     snapshot_metadata(args, anchor_params, classes), train_generator=train_generator,
-                                     chief=workers is None or workers.is_chief)
-        validation_data = EpochData(validation_generator) if args.compute_val_loss else None
-        data, steps = EpochData(train_generator, args.steps), None
-        if workers is not None:
-            data, steps, more = worker_data(workers, train, train_generator, args.steps)
-            callbacks += more
-        try:
-            train.fit(data, epochs=args.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
-                      verbose=1 if workers is None or workers.is_chief else 0, callbacks=callbacks,
-                      validation_data=validation_data)
-        except TooManyBadImagesError as error:
-            sys.exit(f"maskrcnn-train: error: {error}")
+def build_or_load(parser, args, run, backbone, num_classes):
+    """(compiled training model, prediction model, first epoch): --snapshot's with its optimizer
+    state, or new ones (`create_models`). Call within the distribution scope."""
+    import keras
+
+    from ..models import build_training_state
+
+    if args.seed is not None:
+        keras.utils.set_random_seed(args.seed)
+    if args.snapshot is not None:
+        print(f"Loading snapshot {args.snapshot}, this may take a second...")
+        train, prediction, initial_epoch = resume_models(parser, args)
+    else:
+        print("Creating model, this may take a second...")
+        train, prediction = create_models(parser, args, backbone, num_classes, run.anchor_params, run.old_weights)
+        initial_epoch = 0
+    build_training_state(train)
+    if args.run_eagerly:
+        train.run_eagerly = True
+    return train, prediction, initial_epoch
+
+
+def fit(args, run, data, train, prediction, initial_epoch, workers=None):
+    """Trains `train` from `initial_epoch` to --epochs with the callbacks; returns 0, or exits with
+    status 1 when more images cannot be read than --max-bad-images allows."""
+    from ..preprocessing.epoch_data import EpochData
+
+    callbacks = create_callbacks(args, train, prediction, data.validation,
+                                 snapshot_metadata(args, run.anchor_params, data.classes), train_generator=data.train,
+                                 chief=workers is None or workers.is_chief, tensorboard_dir=run.tensorboard_dir)
+    validation_data = EpochData(data.validation) if args.compute_val_loss else None
+    epoch_data, steps = EpochData(data.train, args.steps), None
+    if workers is not None:
+        epoch_data, steps, more = worker_data(workers, train, data.train, args.steps)
+        callbacks += more
+    try:
+        train.fit(epoch_data, epochs=args.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
+                  verbose=1 if workers is None or workers.is_chief else 0, callbacks=callbacks,
+                  validation_data=validation_data)
+    except TooManyBadImagesError as error:
+        sys.exit(f"maskrcnn-train: error: {error}")
     return 0
 
 
