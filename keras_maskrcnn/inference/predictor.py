@@ -20,8 +20,10 @@ import os
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from ..defaults import (BINARIZE_THRESHOLD, IMAGE_MAX_SIDE, IMAGE_MIN_SIDE, MAX_DETECTIONS, PAD_MULTIPLE,
+                        PREDICT_SCORE_THRESHOLD)
 from ..utils.masks import paste_mask_region
-from .transform import IMAGE_MAX_SIDE, IMAGE_MIN_SIDE, PAD_MULTIPLE, InputTransform, select_detections
+from .transform import InputTransform, select_detections
 
 
 def mask_polygons(mask, tolerance=1.0, offset=(0.0, 0.0)):
@@ -89,7 +91,7 @@ class Result:
     """
 
     def __init__(self, path, image, boxes=None, scores=None, labels=None, names=None, mask_probs=None,
-                 paste_boxes=None, rles=None, binarize_threshold=0.5, frame=None, error=None):
+                 paste_boxes=None, rles=None, binarize_threshold=BINARIZE_THRESHOLD, frame=None, error=None):
         self.path = path
         self.frame = frame
         self.image = image
@@ -239,6 +241,39 @@ class Result:
         return path
 
 
+def export_settings(metadata):
+    """The `ModelSettings` an export's JSON records under "settings" (`ModelSettings.to_config()`), or
+    None when it has no such entry.
+
+    Raises:
+        ValueError: naming the export's entry that `ModelSettings.from_config` does not know.
+    """
+    if not metadata.get("settings"):
+        return None
+    from ..models.settings import ModelSettings
+
+    try:
+        return ModelSettings.from_config(metadata["settings"])
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"the export's settings cannot be read: {error}") from None
+
+
+def model_settings_of(model, metadata, runtime):
+    """The `ModelSettings` of a model the Predictor runs: an exported artifact's from its JSON
+    (`export_settings`), a Keras model's read back from its layers (`models.maskrcnn.model_settings`);
+    None when they cannot be told."""
+    if runtime != "keras":
+        return export_settings(metadata)
+    if not hasattr(model, "layers"):  # a stand-in for a model
+        return None
+    from ..models.maskrcnn import model_settings
+
+    try:
+        return model_settings(model)
+    except ValueError:  # not a model built by keras_maskrcnn
+        return None
+
+
 def _backbone_of(model, metadata):
     """The backbone name a model was built on: its metadata's, else its name's prefix, else None."""
     from ..utils.applications import BACKBONES
@@ -264,8 +299,9 @@ class Predictor:
         max_detections: the most detections per picture (after merging tiles).
         tile_detections: with tiles, the most detections per tile (default: max_detections); the
             picture's limit applies after the merge.
-        image_min_side, image_max_side, pad_multiple: the resize and padding (default: as the model was
-            trained, else 800, 1333, 32).
+        image_min_side: the resized pictures' smaller side (default: as the model was trained, else 800)...
+        image_max_side: ...unless the larger side would then exceed this (default: as trained, else 1333).
+        pad_multiple: batch height and width are padded up to a multiple of this (default: as trained, else 32).
         classes: class names by label (a list, or a dict label -> name; default: the model file's).
         tile: with a size in pixels, pictures larger than a tile are cut into tiles of that size,
             predicted at their own resolution and merged (None: whole pictures).
@@ -279,12 +315,19 @@ class Predictor:
         mixed_precision: as `load_model`'s, for Keras model files.
         transform: an `InputTransform` to use instead of the one the settings above describe (e.g.
             `transform.generator_transform(generator)` for a data set's pictures).
+
+    Attributes:
+        settings: the `ModelSettings` the model was built with (anchors, detection filter, box
+            decoding, RoI alignment, mask head): a Keras model's read from its layers, an exported
+            artifact's from the "settings" of the JSON beside it; None when unknown (a Keras model
+            not built by keras_maskrcnn, an artifact without that entry).
+        metadata: what the model file records (backbone, classes, image sizes, ...; {} for none).
     """
 
-    def __init__(self, model, runtime=None, score_threshold=0.5, max_detections=100, image_min_side=None,
-                 image_max_side=None, pad_multiple=None, classes=None, tile=None, tile_overlap=0.2, tile_full=False,
-                 batch_size=1, binarize_threshold=0.5, backbone=None, threads=None, mixed_precision=None,
-                 tile_detections=None, transform=None):
+    def __init__(self, model, runtime=None, score_threshold=PREDICT_SCORE_THRESHOLD, max_detections=MAX_DETECTIONS,
+                 image_min_side=None, image_max_side=None, pad_multiple=None, classes=None, tile=None, tile_overlap=0.2,
+                 tile_full=False, batch_size=1, binarize_threshold=BINARIZE_THRESHOLD, backbone=None, threads=None,
+                 mixed_precision=None, tile_detections=None, transform=None):
         from ..utils.applications import APPLICATIONS
 
         if not 0.0 <= float(score_threshold) <= 1.0:
@@ -297,6 +340,7 @@ class Predictor:
         self.batch_size = int(batch_size)
         self.binarize_threshold = float(binarize_threshold)
         self.model, self.metadata, self.runtime = self._load(model, runtime, threads, mixed_precision, backbone)
+        self.settings = model_settings_of(self.model, self.metadata, self.runtime)
         name = backbone or _backbone_of(self.model, self.metadata) or (None if transform else "resnet50")
         if name is not None and name not in APPLICATIONS:
             raise ValueError(f"backbone {name!r} is not supported; choose one of: {', '.join(APPLICATIONS)}")

@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
-from keras_maskrcnn.inference.predictor import Predictor, Result, mask_polygons
+from keras_maskrcnn.inference.predictor import Predictor, Result, export_settings, mask_polygons
 from keras_maskrcnn.inference.transform import InputTransform, round_up
 from keras_maskrcnn.models import backbone, save_model
+from keras_maskrcnn.models.maskrcnn import model_settings
+from keras_maskrcnn.runtimes import metadata_path, read_export_metadata
 from keras_maskrcnn.utils.eval import encode_masks
 from keras_maskrcnn.utils.image import preprocess_image, read_image_bgr, resize_image
 from keras_maskrcnn.utils.masks import paste_mask
@@ -95,6 +97,47 @@ def test_settings_saved_with_the_model_are_the_defaults(model, picture, tmp_path
     [result] = predictor.predict_images([read_image_bgr(picture)])
     assert set(result.names) <= {"circle", "square"}
     assert Predictor(path, score_threshold=0.0, image_min_side=96, image_max_side=128).transform.max_side == 128
+
+
+def test_settings_are_those_the_model_runs_with(model, tmp_path):
+    """A Keras model's settings read back from its layers: a bare model's as built, a file's as the
+    Predictor rebuilds it (its score threshold and detection count); a stand-in for a model has none."""
+    built = model_settings(model)
+    assert built.detection_filter.max_detections == 20 and built.mask_head.feature_size == 32
+    assert Predictor(model).settings == built
+    path = str(tmp_path / "model.keras")
+    save_model(model, path, backbone="mobilenetv2")
+    loaded = Predictor(path, score_threshold=0.25, max_detections=7)
+    assert loaded.settings == built.replace(score_threshold=0.25, max_detections=7)
+    stand_in = _StandIn(metadata={}, runtime="keras")
+    assert Predictor(stand_in, backbone="mobilenetv2").settings is None
+
+
+class _StandIn:
+    """An object with what the Predictor reads of a loaded model or artifact (never run here)."""
+
+    def __init__(self, metadata, runtime):
+        self.metadata, self.runtime = metadata, runtime
+
+
+def test_an_exports_json_settings_round_trip(model, tmp_path):
+    """The "settings" entry `export_model` writes beside an artifact (`ModelSettings.to_config()` through
+    JSON) reads back as the same `ModelSettings`, legacy settings and low-rank RoI alignment included."""
+    settings = model_settings(model)
+    settings = settings.replace(roi_align=settings.roi_alignment.replace(low_rank=True), clip_margin=1.0,
+                                buckets=(0, 4, 20), top_k_blocks=512)
+    artifact = tmp_path / "model.onnx"
+    artifact.write_bytes(b"")
+    with open(metadata_path(str(artifact)), "w") as handle:
+        json.dump(dict(backbone="mobilenetv2", classes=["a", "b"], settings=settings.to_config()), handle)
+    metadata = read_export_metadata(str(artifact))
+    assert export_settings(metadata) == settings
+    assert Predictor(_StandIn(metadata, "onnxruntime")).settings == settings
+    assert Predictor(_StandIn({"backbone": "mobilenetv2"}, "onnxruntime")).settings is None
+    broken = dict(metadata, settings=dict(metadata["settings"], detection_filter={"min_size": 4}))
+    with pytest.raises(ValueError, match="the export's settings cannot be read: DetectionFilter has no setting "
+                                         "'min_size'"):
+        Predictor(_StandIn(broken, "onnxruntime"))
 
 
 def test_score_threshold_and_max_detections_filter(model, picture):
