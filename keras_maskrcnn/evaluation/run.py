@@ -52,7 +52,9 @@ def evaluate_model(generator, model, score_threshold=0.05, max_detections=100, b
     Args:
         generator: any data set generator (csv, coco, labelme, yolo).
         model: see `records.detect`.
-        score_threshold, max_detections, binarize_threshold: see `records.detect`.
+        score_threshold: lowest score kept (see `records.detect`).
+        max_detections: detections per image (see `records.detect`).
+        binarize_threshold: mask probability from which a pixel is foreground (see `records.detect`).
         iou_threshold: mask IoU of the seed's mAP.
         verbose: print pycocotools' summaries.
 

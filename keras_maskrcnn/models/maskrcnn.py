@@ -163,19 +163,21 @@ def maskrcnn(inputs, backbone_layers, num_classes, anchor_params=None, mask_dtyp
             conv keeps its old name (roi_mask_features).
         settings: a `ModelSettings` (anchors, detection_filter, box_decoding, roi_alignment,
             mask_head; see `keras_maskrcnn.models.settings`). None: the defaults (or `LEGACY`).
-        anchor_params, mask_dtype, mask_feature_size, mask_upsampling, options: single settings
-            given by name, applied over `settings` (None leaves a setting as it is):
-            - anchor_params: `AnchorParameters` (default `AnchorParameters.default`);
+        anchor_params: `AnchorParameters` (default `AnchorParameters.default`), applied over
+            `settings` like the options.
+        mask_dtype: dtype of the masks output (float32), applied over `settings`.
+        mask_feature_size: channels of the mask head's convolutions (256), applied over `settings`.
+        mask_upsampling: "transposed" (a 2x2 stride-2 transposed conv as in the paper and
+            torchvision) or "nearest" (keras-maskrcnn's; legacy "nearest"), applied over `settings`.
+        options: the other single settings given by name, applied over `settings` (None leaves a
+            setting as it is):
             - detection filter (`FilterDetections`): nms (True), class_specific_filter (True),
               score_threshold (0.05), nms_threshold (0.5), max_detections (N, 100),
               pre_nms_top_k (1000), top_k_blocks (0: one pre-NMS top_k; else by blocks of that size);
             - box decoding: regression_mean (0), regression_std (0.2), clip_margin (0; legacy 1);
             - roi_align: a `RoiAlign` config (crop_size, sampling_ratio, sampling "aligned" or, for
               legacy, "crop_and_resize", low_rank, ...);
-            - mask head: mask_feature_size (channels of its convolutions, 256), mask_upsampling
-              ("transposed", a 2x2 stride-2 transposed conv as in the paper and torchvision, or
-              "nearest", keras-maskrcnn's; legacy "nearest"), mask_dtype (dtype of the masks output,
-              float32), row_selection ("switch"; "slice" or "all" are the export forms, see
+            - mask head: row_selection ("switch"; "slice" or "all" are the export forms, see
               `DetectionMasks`), buckets (row counts the head may run on; default 0, N/8, N/4, N/2, N).
 
     Returns:
@@ -245,7 +247,9 @@ def prediction_model(model, anchor_params=None, mask_dtype=None, name="maskrcnn"
         model: a training or prediction model built here.
         settings: a `ModelSettings`; None: the defaults with `model`'s RoI alignment and box decoding
             (`box_settings`).
-        anchor_params, mask_dtype, options: single settings applied over those (see `maskrcnn`).
+        anchor_params: `AnchorParameters` applied over those (see `maskrcnn`).
+        mask_dtype: dtype of the masks output, applied over those.
+        options: other single settings applied over those (see `maskrcnn`).
         name: the model's name.
 
     Returns:

@@ -301,8 +301,9 @@ class CocoGenerator(Generator):
     """Generator over one COCO JSON file and its images (see the module docstring).
 
     Args:
-        data_dir, set_name: a data set in the COCO layout (annotations/instances_SET.json,
-            images/SET/); or
+        data_dir: a data set folder in the COCO layout (annotations/instances_SET.json,
+            images/SET/), with
+        set_name: its set (SET); or
         annotations: a COCO JSON file, with
         images: the folder `file_name` is relative to (default: the JSON file's folder).
         skip_bad_annotations: leave out bad annotations with one warning instead of raising
