@@ -159,9 +159,9 @@ def check_args(parser, args):
     """`args`, checked as far as they can be without data or model (parser.error otherwise).
 
     The options that the files named decide are filled in: `--snapshot latest` becomes the snapshot
-    it stands for (or None), and --backbone, the image sizes and --pad-multiple left unset come from
-    the snapshot or an old --weights file, else the defaults. Nothing else is added to `args`;
-    `resolve_run` reads the files' settings.
+    it stands for (or None); --backbone left unset comes from the snapshot or an old --weights file,
+    the image sizes and --pad-multiple from the snapshot, else the defaults. Nothing else is added to
+    `args`; `resolve_run` reads the files' settings.
     """
     from ..utils.distribution import check_backend, check_batch_size
 
