@@ -17,7 +17,7 @@ venv: $(STAMP)
 
 # Two workers (pytest-xdist), one test file each at a time: compiling and tracing, much of the
 # suite's time, run on one core and leave the other idle. PYTEST_FLAGS= runs it in one process.
-PYTEST_FLAGS ?= -n 2 --dist loadfile
+PYTEST_FLAGS ?= -n 2 --dist loadfile --no-loadscope-reorder
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_FLAGS)

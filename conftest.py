@@ -85,3 +85,26 @@ def legacy_h5(tmp_path_factory):
     return dict(model=model, maskrcnn=files, retinanet=boxes, retinanet_inference=inference,
                 retinanet_training=training, image=image, outputs=outputs, expected=expected,
                 retinanet_outputs=boxes.predict_on_batch(image))
+
+
+# `make test` runs the files on two workers, a file at a time (--dist loadfile), in the order of
+# the collection (--no-loadscope-reorder). A few files hold most of the suite's time; started last,
+# one of them keeps one worker busy for minutes while the other has nothing left. So the files
+# known to be slowest go first (longest first), and the many quick files fill in at the end.
+SLOWEST_FILES = (
+    "tests/test_export.py",
+    "tests/test_int8.py",
+    "keras_maskrcnn/utils/multi_worker_test.py",
+    "keras_maskrcnn/utils/distribution_test.py",
+    "tests/test_readme.py",
+    "keras_maskrcnn/models/maskrcnn_test.py",
+    "keras_maskrcnn/models/legacy_test.py",
+    "tests/test_kill_resume.py",
+    "tests/test_legacy_cli.py",
+    "tests/test_cli.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {path: index for index, path in enumerate(SLOWEST_FILES)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))
