@@ -10,6 +10,7 @@ pycocotools on run-length encodings of the full-image masks, never on dense arra
 
 import numpy as np
 
+from .. import defaults
 from ..utils.eval import encode_masks, mask_iou
 from .records import collect
 
@@ -37,7 +38,7 @@ def _as_rles(masks):
     return encode_masks(masks)
 
 
-def compute_average_precisions(detections, annotations, num_classes, iou_threshold=0.5):
+def compute_average_precisions(detections, annotations, num_classes, iou_threshold=defaults.MATCH_IOU_THRESHOLD):
     """Per-class mask AP over a data set.
 
     detections: per image, a dict 'scores' (K,), 'labels' (K,) int, 'masks' (K RLEs, or full-image
@@ -106,7 +107,7 @@ def mean_average_precision(average_precisions, weighted=False):
     return float(np.mean(aps))
 
 
-def seed_average_precisions(records, num_classes, iou_threshold=0.5):
+def seed_average_precisions(records, num_classes, iou_threshold=defaults.MATCH_IOU_THRESHOLD):
     """Per-class mask AP (keras-retinanet's definition) of `records.ImageRecord`s.
 
     Returns {label: (average_precision, num_annotations)} for label in range(num_classes).
@@ -116,8 +117,9 @@ def seed_average_precisions(records, num_classes, iou_threshold=0.5):
     return compute_average_precisions(detections, annotations, num_classes, iou_threshold=iou_threshold)
 
 
-def evaluate(generator, model, iou_threshold=0.5, score_threshold=0.05, max_detections=100,
-             binarize_threshold=0.5):
+def evaluate(generator, model, iou_threshold=defaults.MATCH_IOU_THRESHOLD,
+             score_threshold=defaults.SCORE_THRESHOLD, max_detections=defaults.MAX_DETECTIONS,
+             binarize_threshold=defaults.BINARIZE_THRESHOLD):
     """Evaluates a prediction model on a generator's images: per-class mask AP (the seed's measure).
 
     model: anything with predict_on_batch(images (1, h, w, 3)) returning outputs whose last four

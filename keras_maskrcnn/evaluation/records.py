@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import defaults
 from ..preprocessing.bad_images import warn as warn_bad_image
 from ..utils.eval import encode_masks
 from ..utils.image import UnreadableImageError
@@ -68,7 +69,8 @@ def load_or_skip(generator, load, index):
         return None
 
 
-def detect(generator, model, image, score_threshold=0.05, max_detections=100, binarize_threshold=0.5):
+def detect(generator, model, image, score_threshold=defaults.SCORE_THRESHOLD,
+           max_detections=defaults.MAX_DETECTIONS, binarize_threshold=defaults.BINARIZE_THRESHOLD):
     """Detections of `model` on one picture, masks pasted at full size and run-length encoded.
 
     The one place where the evaluation calls a model: everything else works on its results.
@@ -95,7 +97,8 @@ def detect(generator, model, image, score_threshold=0.05, max_detections=100, bi
             np.asarray(result.labels, np.int64), list(result.rles))
 
 
-def as_predictor(generator, model, score_threshold=0.05, max_detections=100, binarize_threshold=0.5):
+def as_predictor(generator, model, score_threshold=defaults.SCORE_THRESHOLD,
+                 max_detections=defaults.MAX_DETECTIONS, binarize_threshold=defaults.BINARIZE_THRESHOLD):
     """`model` itself when it is a Predictor, else a Predictor running it with the generator's input
     transform (`inference.transform.generator_transform`) and these thresholds."""
     from ..inference.predictor import Predictor
@@ -152,7 +155,8 @@ def ground_truth_record(generator, index, image, annotations):
                        boxes=np.zeros((0, 4)), scores=np.zeros(0), labels=np.zeros(0, np.int64), rles=[])
 
 
-def collect(generator, model, score_threshold=0.05, max_detections=100, binarize_threshold=0.5,
+def collect(generator, model, score_threshold=defaults.SCORE_THRESHOLD,
+            max_detections=defaults.MAX_DETECTIONS, binarize_threshold=defaults.BINARIZE_THRESHOLD,
             prefix="Running network: "):
     """Runs `model` over every image of `generator` (with a progress bar).
 

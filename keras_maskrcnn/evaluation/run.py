@@ -9,6 +9,7 @@ mAP@0.5, and the reports written to a folder.
 import os
 from dataclasses import dataclass
 
+from .. import defaults
 from . import reports
 from .average_precision import mean_average_precision, seed_average_precisions
 from .coco_metrics import coco_metrics, coco_results
@@ -33,7 +34,7 @@ class Evaluation:
     metrics: dict
     evals: dict
     seed: dict
-    seed_iou: float = 0.5
+    seed_iou: float = defaults.MATCH_IOU_THRESHOLD
 
     def seed_by_name(self):
         """{class name: (AP, instances)} of the seed's measure."""
@@ -45,8 +46,9 @@ class Evaluation:
                                       weighted=weighted)
 
 
-def evaluate_model(generator, model, score_threshold=0.05, max_detections=100, binarize_threshold=0.5,
-                   iou_threshold=0.5, verbose=False):
+def evaluate_model(generator, model, score_threshold=defaults.SCORE_THRESHOLD,
+                   max_detections=defaults.MAX_DETECTIONS, binarize_threshold=defaults.BINARIZE_THRESHOLD,
+                   iou_threshold=defaults.MATCH_IOU_THRESHOLD, verbose=False):
     """Runs `model` over `generator` once and scores it.
 
     Args:

@@ -15,6 +15,7 @@ a tile border is then found in two (or four) tiles, each with part of its mask, 
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from .. import defaults
 from ..utils.eval import rle_areas
 
 MIN_TILE = 32
@@ -149,7 +150,8 @@ def _rectangle_rle(rectangle, height, width):
     return mask_utils.frPyObjects(corner_and_size, height, width)[0]
 
 
-def merge_detections(boxes, scores, labels, rles, tile_ids, iou_threshold=0.5, max_detections=100, tiles=None):
+def merge_detections(boxes, scores, labels, rles, tile_ids, iou_threshold=defaults.NMS_THRESHOLD,
+                     max_detections=defaults.MAX_DETECTIONS, tiles=None):
     """(boxes (M, 4), scores (M,), labels (M,), rles [M]): tile detections merged across tiles.
 
     Greedily, from the highest score down, each detection not yet taken starts a group, and a

@@ -2,6 +2,7 @@
 
 import keras
 from keras import ops
+from .. import defaults
 
 
 def _gather(values, indices):
@@ -110,8 +111,9 @@ class FilterDetections(keras.layers.Layer):
     `blocked_top_k` with blocks of that size (for OpenVINO, whose stable TopK is slow on many values).
     """
 
-    def __init__(self, nms=True, class_specific_filter=True, nms_threshold=0.5, score_threshold=0.05,
-                 max_detections=100, pre_nms_top_k=1000, top_k_blocks=0, **kwargs):
+    def __init__(self, nms=True, class_specific_filter=True, nms_threshold=defaults.NMS_THRESHOLD,
+                 score_threshold=defaults.SCORE_THRESHOLD, max_detections=defaults.MAX_DETECTIONS,
+                 pre_nms_top_k=defaults.PRE_NMS_TOP_K, top_k_blocks=0, **kwargs):
         super().__init__(**kwargs)
         self.nms = bool(nms)
         self.class_specific_filter = bool(class_specific_filter)

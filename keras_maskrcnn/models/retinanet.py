@@ -5,7 +5,7 @@ import math
 import keras
 import numpy as np
 
-from .. import layers
+from .. import defaults, layers
 from ..utils.anchors import AnchorParameters
 
 PYRAMID_LEVELS = ("P3", "P4", "P5", "P6", "P7")
@@ -109,8 +109,10 @@ def retinanet(inputs, backbone_layers, num_classes, anchor_params=None, prior_pr
 
 
 def detections(image, features, regression, classification, anchor_params=None, nms=True,
-               class_specific_filter=True, score_threshold=0.05, nms_threshold=0.5, max_detections=100,
-               pre_nms_top_k=1000, clip_margin=0.0, regression_mean=0.0, regression_std=0.2, top_k_blocks=0):
+               class_specific_filter=True, score_threshold=defaults.SCORE_THRESHOLD,
+               nms_threshold=defaults.NMS_THRESHOLD, max_detections=defaults.MAX_DETECTIONS,
+               pre_nms_top_k=defaults.PRE_NMS_TOP_K, clip_margin=0.0, regression_mean=0.0, regression_std=0.2,
+               top_k_blocks=0):
     """Decoded, filtered detections: [boxes (B,N,4) float32, scores (B,N) float32, labels (B,N) int32]
     in input pixels. These layers compute in float32 whatever the global dtype policy.
     clip_margin, regression_mean, regression_std: see `ClipBoxes` and `RegressBoxes`; top_k_blocks: see
