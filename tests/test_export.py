@@ -283,6 +283,29 @@ def test_onnx_conversion_runs_tf2onnx_optimizers_in_place_and_falls_back_to_copi
     assert calls == ["FALSE", None, "TRUE"] and os.environ[export_module.TF2ONNX_CATCH_ERRORS] == "TRUE"
 
 
+def test_tf2onnx_node_updates_write_into_new_protos_while_converting():
+    """tf2onnx rewrites every node's proto after each optimizer pass; with protobuf's upb a deleted
+    attribute's memory stays with the proto, so each pass kept another copy of every constant. While
+    converting, each update goes to a new NodeProto (same content); afterwards tf2onnx is as it was."""
+    from tf2onnx.graph import Graph, Node
+
+    original = Node.update_proto
+    node = Graph([], opset=13).make_const("weights", np.arange(12, dtype=np.float32).reshape(3, 4))
+    node.update_proto()
+    before = node.op.SerializeToString()
+    with export_module._FreshNodeProtos():
+        assert Node.update_proto is not original
+        for _ in range(3):
+            old = node.op
+            node.update_proto()
+            assert node.op is not old and node.op.SerializeToString() == before
+            assert len(old.attribute) == 1  # the old proto is left as it was
+    assert Node.update_proto is original
+    kept = node.op
+    node.update_proto()
+    assert node.op is kept and node.op.SerializeToString() == before
+
+
 def test_predictor_on_an_exported_artifact_gives_the_keras_models_results(exported):
     """The Predictor runs an ONNX artifact (settings from the JSON beside it) like the .keras file."""
     from keras_maskrcnn import Predictor

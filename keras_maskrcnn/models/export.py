@@ -9,7 +9,6 @@ branch without its multi-branch `ops.switch`, RoIAlign with at most 5-D tensors.
 detections and masks as the Keras model.
 """
 
-import functools
 import json
 import os
 import shutil
@@ -118,13 +117,67 @@ def check_artifact(model, path, check_input, runtime=None, threads=None):
                 seconds=dict(keras=middle - started, artifact=ended - middle))
 
 
+class _FreshNodeProtos:
+    """While active, tf2onnx writes each node into a new NodeProto when it updates the node's proto.
+
+    tf2onnx's optimizers update every node's proto after each pass (`Node.update_proto`: the attributes
+    are deleted and added again). With protobuf's upb implementation (the default since protobuf 4) a
+    deleted attribute stays in the message's memory until the message itself is freed, so every pass
+    kept one more copy of every constant, the weights included: a ResNet50 model's conversion grew to
+    8.5 GB and kept 7 GB after it returned. A new NodeProto per update lets the old one, and its
+    copies, be freed. Without tf2onnx's `Node` (or a `Node` of another shape) nothing is changed."""
+
+    def __enter__(self):
+        self._original = None
+        try:
+            from tf2onnx.graph import Node
+        except ImportError:
+            return self
+        original = getattr(Node, "update_proto", None)
+        if original is None:
+            return self
+
+        def update_proto(node, *args, **kwargs):
+            old = getattr(node, "_op", None)
+            if old is not None and hasattr(old, "attribute"):
+                node._op = _without_attributes(old)
+            return original(node, *args, **kwargs)
+
+        self._node, self._original = Node, original
+        Node.update_proto = update_proto
+        return self
+
+    def __exit__(self, *exc):
+        if self._original is not None:
+            self._node.update_proto = self._original
+        return False
+
+
+def _without_attributes(proto):
+    """A new NodeProto with every field of `proto` but its attributes (`proto` is left as it is)."""
+    fresh = type(proto)()
+    for field, value in proto.ListFields():
+        if field.name == "attribute":
+            continue
+        if hasattr(value, "extend"):  # a repeated field
+            getattr(fresh, field.name).extend(value)
+        elif hasattr(value, "CopyFrom"):  # a message
+            getattr(fresh, field.name).CopyFrom(value)
+        else:
+            setattr(fresh, field.name, value)
+    return fresh
+
+
 def _export_onnx(form, path, signature, verbose):
     """`form.export` to ONNX with tf2onnx's graph optimizers run on the graph itself. By default
     tf2onnx runs each one on a deep copy of the graph, kept in case it fails, which is a quarter of
     the conversion's time (31.6 s instead of 42.7 s for MobileNetV2 with 100 detections). If the
     conversion fails that way it is done again the default way, which skips a failing optimizer.
     A TF2ONNX_CATCH_ERRORS of the caller's own is left as it is."""
-    export = functools.partial(form.export, path, format="onnx", input_signature=signature, verbose=verbose)
+    def export():
+        with _FreshNodeProtos():
+            return form.export(path, format="onnx", input_signature=signature, verbose=verbose)
+
     if TF2ONNX_CATCH_ERRORS in os.environ:
         return export()
     os.environ[TF2ONNX_CATCH_ERRORS] = "FALSE"
@@ -162,7 +215,8 @@ def export_model(model, path, format="tf_saved_model", image_size=None, check=Tr
     calibration_images: how many of them (default `quantize.DEFAULT_CALIBRATION_IMAGES`, evenly spaced).
     With check, the int8 artifact's mask and box AP50 are measured beside the float artifact's on
     check_data (a generator; default: a fifth of the calibration generator's pictures, at most 200, kept
-    out of calibration); when the mask AP50 drops by more than max_ap_drop the artifact is removed and
+    out of calibration; maskrcnn-export passes the calibration set's validation split when it has one);
+    when the mask AP50 drops by more than max_ap_drop the artifact is removed and
     `quantize.Int8CheckError` (an ExportCheckError) raised with both numbers. quantization: options of
     `quantize_onnx` / `quantize_openvino`. log: receives progress lines (default: none). The JSON says
     "precision": "int8" or "float32".
