@@ -201,3 +201,87 @@ def test_split_dataset_arguments_and_held_out_pictures():
     assert not set(calibration._indices) & set(check._indices)
     assert quantize.evenly_spaced(10, 3).tolist() == [0, 3, 6]
     assert quantize.evenly_spaced(2, 5).tolist() == [0, 1]
+
+
+def _write_yolo(root, splits):
+    """root/data.yaml with the splits {name: pictures} (64 px, one square each) under root/images/NAME."""
+    for split, count in splits.items():
+        (root / "images" / split).mkdir(parents=True)
+        (root / "labels" / split).mkdir(parents=True)
+        for index in range(count):
+            image = np.full((SIZE, SIZE, 3), 40, np.uint8)
+            image[16:48, 16:48] = 220
+            cv2.imwrite(str(root / "images" / split / f"{split}{index}.png"), image)
+            (root / "labels" / split / f"{split}{index}.txt").write_text("0 0.25 0.25 0.75 0.25 0.75 0.75 0.25 0.75\n")
+    entries = "".join(f"{split}: images/{split}\n" for split in splits)
+    names = "".join(f"  {i}: {name}\n" for i, name in enumerate(CLASSES))
+    (root / "data.yaml").write_text(f"path: {root}\n{entries}names:\n{names}")
+    return str(root / "data.yaml")
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_check_data_defaults_to_the_calibration_sets_validation_split(tiny, tmp_path, monkeypatch, capsys):
+    from keras_maskrcnn.models import export as export_module
+
+    seen = {}
+
+    def fake_export(model, path, fmt, **options):
+        seen.update(options)
+        raise _Stop
+
+    monkeypatch.setattr(export_module, "export_model", fake_export)
+    data_yaml = _write_yolo(tmp_path / "yolo", {"train": 3, "val": 2})
+
+    def check_data_of(*dataset):
+        seen.clear()
+        with pytest.raises(_Stop):
+            export_cli.main([tiny["keras_file"], str(tmp_path / "out.onnx"), "--format", "onnx", "--int8",
+                             "--calibration", *dataset])
+        return seen["check_data"], capsys.readouterr().out
+
+    check, printed = check_data_of("yolo", data_yaml)
+    assert check.size() == 2 and all("/images/val/" in check.image_path(i) for i in range(2))
+    assert f"int8 check on the calibration set's validation split: 2 pictures of the 'val' split of {data_yaml}" in printed
+    # calibrating on the val split itself, or on a csv set without --val-annotations: a held-out part
+    # of the calibration set (export_model keeps it out and says so)
+    assert check_data_of("yolo", data_yaml, "--split", "val")[0] is None
+    assert check_data_of("csv", tiny["annotations"], tiny["classes"])[0] is None
+    check, printed = check_data_of("csv", tiny["annotations"], tiny["classes"], "--val-annotations", tiny["annotations"])
+    assert check.size() == PICTURES and f"{PICTURES} pictures of {tiny['annotations']}" in printed
+    # --check-data wins over the validation split
+    check, printed = check_data_of("yolo", data_yaml, "--check-data", "csv", tiny["annotations"], tiny["classes"])
+    assert check.size() == PICTURES and f"int8 check on the {PICTURES} pictures of --check-data" in printed
+
+    # a COCO folder's val2017 annotations, unless the calibration set is val2017 itself
+    coco = tmp_path / "coco"
+    (coco / "annotations").mkdir(parents=True)
+    (coco / "annotations" / "instances_val2017.json").write_text("{}")
+    namespace = export_cli.dataset_arguments(export_cli.parse_args([tiny["keras_file"], "o.onnx", "--format", "onnx"])[0],
+                                             "--calibration", ["coco", str(coco)])
+    assert export_cli.validation_source(namespace)[0] == dict(set_name="val2017")
+    namespace.coco_set = "val2017"
+    assert export_cli.validation_source(namespace) == (None, None)
+
+
+def test_calibration_batches_are_made_when_asked_for():
+    from keras_maskrcnn.inference.transform import InputTransform
+
+    transform = InputTransform(min_side=SIZE, max_side=SIZE, pad_multiple=32, preprocessing="caffe")
+    pictures = [np.full((SIZE, SIZE, 3), value, np.uint8) for value in (0, 50, 100, 150, 200)]
+    reads = []
+
+    class Counted(list):
+        def __getitem__(self, index):
+            reads.append(index)
+            return list.__getitem__(self, index)
+
+    batches = quantize.calibration_batches(Counted(pictures), transform, count=3)
+    assert len(batches) == 3 and reads == [0, 1, 3]  # each picture read once to check it
+    third = batches[2]
+    assert reads[-1] == 3 and third.shape == (1, SIZE, SIZE, 3) and third.dtype == np.float32
+    np.testing.assert_array_equal(third, transform.prepare([pictures[3]])[0])
+    assert [batch[0, 0, 0, 0] for batch in batches] == [batch[0, 0, 0, 0] for batch in batches[:]]
+    assert len(list(batches)) == 3

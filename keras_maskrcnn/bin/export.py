@@ -20,9 +20,14 @@ int8 (onnx and openvino), the data sets last on the line:
 quantizes the float artifact with the runtime's own tool (ONNX Runtime's static quantization, NNCF
 for OpenVINO) on --calibration-images pictures of the calibration data set (any TYPE the tools read:
 coco, csv, labelme, yolo), then measures mask and box AP50 of the float and the int8 artifact on the
---check-data pictures (default: a fifth of the calibration set, at most 200 pictures, kept out of
-calibration); it prints both and fails (status 1, artifact removed) when the int8 mask AP50 is more
-than --max-ap-drop below the float one. The JSON says "precision": "int8".
+--check-data pictures; it prints both and fails (status 1, artifact removed) when the int8 mask AP50
+is more than --max-ap-drop below the float one. The JSON says "precision": "int8".
+
+Without --check-data the check uses the calibration set's validation split when it has one, as
+maskrcnn-train finds it: coco --val-annotations (or a COCO folder's annotations/instances_val2017.json
+when calibrating on another set), csv --val-annotations, labelme --val-folder, yolo --val-split (val
+by default, when DATA.yaml has it and it is not the calibration --split). Otherwise a fifth of the
+calibration pictures, at most 200, is kept out of calibration for it. The export prints which.
 """
 
 import argparse
@@ -63,10 +68,12 @@ def parse_args(args):
                       help="quantize to int8 with the runtime's own tool and check mask AP50 against float")
     int8.add_argument("--calibration", metavar="TYPE ...", nargs=argparse.REMAINDER,
                       help="the calibration data set, as the other tools take it: coco PATH, csv ANNOTATIONS "
-                           "CLASSES, labelme FOLDER or yolo DATA.yaml [--split S]")
+                           "CLASSES, labelme FOLDER or yolo DATA.yaml [--split S]; its validation split options "
+                           "(--val-annotations, --val-folder, --val-split) give the check's pictures")
     int8.add_argument("--check-data", metavar="TYPE ...", nargs=argparse.REMAINDER,
-                      help="annotated pictures for the AP check (default: a fifth of the calibration set, at "
-                           "most 200, kept out of calibration)")
+                      help="annotated pictures for the AP check (default: the calibration set's validation "
+                           "split when it has one, else a fifth of the calibration set, at most 200, kept out "
+                           "of calibration)")
     int8.add_argument("--calibration-images", type=common.positive_int, default=DEFAULT_CALIBRATION_IMAGES,
                       help=f"pictures used for calibration (default {DEFAULT_CALIBRATION_IMAGES}, evenly spaced "
                            f"over the set)")
@@ -127,7 +134,7 @@ def dataset_arguments(parser, option, tokens):
     """The namespace of one data set's arguments (`common.dataset_subparsers`) given after `option`;
     parser.error naming the option when they are wrong."""
     sub = argparse.ArgumentParser(prog=f"{parser.prog} {option}", add_help=False)
-    common.dataset_subparsers(sub, coco_set="train2017")
+    common.dataset_subparsers(sub, coco_set="train2017", val_annotations=option == "--calibration")
     if not tokens:
         parser.error(f"{option} needs a data set: coco PATH, csv ANNOTATIONS CLASSES, labelme FOLDER or yolo DATA.yaml")
     try:
@@ -140,11 +147,63 @@ def dataset_arguments(parser, option, tokens):
     return namespace
 
 
-def dataset_generator(parser, args, namespace, backbone):
-    """The generator of a data set namespace of `dataset_arguments`, resized as args say."""
+def dataset_generator(parser, args, namespace, backbone, **source):
+    """The generator of a data set namespace of `dataset_arguments`, resized as args say; source: another
+    set of the same data set (`validation_source`)."""
     for key in ("image_min_side", "image_max_side", "pad_multiple"):
         setattr(namespace, key, getattr(args, key))
-    return common.create_generator(parser, namespace, backbone, shuffle_groups=False, skip_bad_images=True)
+    return common.create_generator(parser, namespace, backbone, shuffle_groups=False, skip_bad_images=True,
+                                   **source)
+
+
+def validation_source(namespace):
+    """(create_generator arguments of the calibration set's validation split, its description), or
+    (None, None) when it has none: coco --val-annotations (and --val-images), else with a folder PATH
+    its annotations/instances_val2017.json unless --coco-set is val2017; csv --val-annotations;
+    labelme --val-folder; yolo --val-split when DATA.yaml has that entry and it is not --split."""
+    kind = namespace.dataset_type
+    if kind == "coco":
+        if namespace.val_annotations:
+            return dict(annotations=namespace.val_annotations, images=namespace.val_images), namespace.val_annotations
+        default = os.path.join(namespace.coco_path, "annotations", "instances_val2017.json")
+        if os.path.isdir(namespace.coco_path) and namespace.coco_set != "val2017" and os.path.isfile(default):
+            return dict(set_name="val2017"), default
+        return None, None
+    if kind == "csv":
+        return ((dict(annotations=namespace.val_annotations), namespace.val_annotations)
+                if namespace.val_annotations else (None, None))
+    if kind == "labelme":
+        return (dict(folder=namespace.val_folder), namespace.val_folder) if namespace.val_folder else (None, None)
+    if namespace.val_split == namespace.split or not _yaml_has_split(namespace.data_yaml, namespace.val_split):
+        return None, None
+    return dict(split=namespace.val_split), f"the {namespace.val_split!r} split of {namespace.data_yaml}"
+
+
+def _yaml_has_split(path, split):
+    """True when the YAML file at `path` is a mapping with an entry `split` (a file that cannot be read
+    gives False here and its error when the calibration set is read)."""
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8-sig") as handle:
+            data = yaml.safe_load(handle)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return False
+    return isinstance(data, dict) and data.get(split) is not None
+
+
+def check_data_generator(parser, args, backbone):
+    """The generator of the int8 check's pictures and the line saying which they are: --check-data, else
+    the calibration set's validation split; (None, None) when neither (export_model then keeps a part
+    of the calibration pictures out of calibration and says so)."""
+    if args.check_data is not None:
+        generator = dataset_generator(parser, args, args.check_data, backbone)
+        return generator, f"int8 check on the {generator.size()} pictures of --check-data"
+    source, description = validation_source(args.calibration)
+    if source is None:
+        return None, None
+    generator = dataset_generator(parser, args, args.calibration, backbone, **source)
+    return generator, f"int8 check on the calibration set's validation split: {generator.size()} pictures of {description}"
 
 
 def check_input(args, backbone):
@@ -226,10 +285,14 @@ def main(args=None):
     int8 = {}
     if args.int8:
         common.plain_bad_image_warnings(parser.prog)
+        check_data = None
+        if args.check:
+            check_data, line = check_data_generator(parser, args, backbone)
+            if line:
+                print(line)
         int8 = dict(int8=True, calibration=dataset_generator(parser, args, args.calibration, backbone),
                     calibration_images=args.calibration_images, max_ap_drop=args.max_ap_drop, log=print,
-                    check_data=(dataset_generator(parser, args, args.check_data, backbone)
-                                if args.check_data is not None else None))
+                    check_data=check_data)
         if args.format == "onnx":
             int8["quantization"] = dict(calibration_method=args.calibration_method)
     print(f"Exporting to {args.format}{' int8' if args.int8 else ''}...")
