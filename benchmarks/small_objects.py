@@ -46,6 +46,8 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="training seeds (default 0 1)")
     parser.add_argument("--epochs", type=int, default=6, help="epochs (default 6, as make demo)")
     parser.add_argument("--steps", type=int, default=200, help="steps per epoch (default 200, as make demo)")
+    parser.add_argument("--anchors", nargs="+", choices=["default", "fitted"], default=["default", "fitted"],
+                        help="which anchors to train with (default both; two processes may share --out)")
     args = parser.parse_args(argv)
 
     out = os.path.abspath(args.out)
@@ -64,7 +66,8 @@ def main(argv=None):
     configs = {"default": [], "fitted": ["--config", fitted]}
 
     rows = []
-    for anchors, config in configs.items():
+    for anchors in args.anchors:
+        config = configs[anchors]
         for seed in args.seeds:
             run = os.path.join(out, f"{anchors}-seed{seed}")
             metrics = os.path.join(run, "evaluation", "metrics.json")
