@@ -38,6 +38,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
+from keras_maskrcnn.bin.benchmark import peak_memory_mb  # noqa: E402
 from predict import load1  # noqa: E402
 
 NUM_CLASSES = 80
@@ -59,18 +60,6 @@ def processor():
     wanted = [flag for flag in flags if "vnni" in flag or flag.startswith("amx") or flag == "avx512_bf16"]
     wide = "avx512f" if "avx512f" in flags else ("avx2" if "avx2" in flags else "no avx2")
     return f"{name} ({os.cpu_count()} cores; {wide}; int8 instructions: {', '.join(sorted(set(wanted))) or 'none'})"
-
-
-def vm_hwm_mb():
-    """Peak resident memory of this process in MB (VmHWM from /proc/self/status), or None."""
-    try:
-        with open("/proc/self/status") as handle:
-            for line in handle:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return None
 
 
 def noise_image(args):
@@ -120,10 +109,10 @@ def _quantize_child(fmt, float_path, int8_path, args, queue):
     pictures = [np.clip(128 + (raw - 128) * contrast, 0, 255).astype(np.uint8)
                 for contrast in np.linspace(1.0, 0.3, args.calibration_images)]
     batches = calibration_batches(pictures, transform_for(args), len(pictures))
-    before = vm_hwm_mb()
+    before = peak_memory_mb()
     started = time.perf_counter()
     settings = quantize_artifact(fmt, float_path, int8_path, batches)
-    queue.put(dict(seconds=time.perf_counter() - started, peak_mb=vm_hwm_mb(), before_mb=before,
+    queue.put(dict(seconds=time.perf_counter() - started, peak_mb=peak_memory_mb(), before_mb=before,
                    settings=settings))
 
 
