@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 
+from .. import defaults
 from . import common, quiet
 from .export import dataset_arguments, dataset_generator, split_dataset_arguments
 
@@ -117,7 +118,7 @@ def measure_row(argv, fmt, precision, path):
     generator = common.create_generator(parser, args, get_backbone(args.backbone), shuffle_groups=False,
                                         skip_bad_images=True)
     subset = Subset(generator, range(min(args.images, generator.size())))
-    predictor = Predictor(path, score_threshold=0.05, threads=args.threads, backbone=args.backbone,
+    predictor = Predictor(path, score_threshold=defaults.SCORE_THRESHOLD, threads=args.threads, backbone=args.backbone,
                           image_min_side=args.image_min_side, image_max_side=args.image_max_side,
                           pad_multiple=args.pad_multiple)
     accuracy = ap_of(subset, predictor.model)

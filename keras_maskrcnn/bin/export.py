@@ -33,6 +33,7 @@ calibration pictures, at most 200, is kept out of calibration for it. The export
 import argparse
 import os
 
+from .. import defaults
 from . import common, quiet
 
 FORMAT_CHOICES = ("tf_saved_model", "onnx", "openvino", "litert")
@@ -58,9 +59,10 @@ def parse_args(args):
     parser.add_argument("--raw-outputs", action="store_true",
                         help="also output the raw regression and classification of every anchor")
     parser.add_argument("--score-threshold", type=common.unit_float, default=None,
-                        help="score threshold of the exported filter (default: the model's, 0.05 unless trained otherwise)")
+                        help="score threshold of the exported filter (default: the model's, "
+                             f"{defaults.SCORE_THRESHOLD} unless trained otherwise)")
     parser.add_argument("--max-detections", type=common.positive_int, default=None,
-                        help="detection rows of the exported model (default: the model's, 100)")
+                        help=f"detection rows of the exported model (default: the model's, {defaults.MAX_DETECTIONS})")
     parser.add_argument("--threads", type=common.positive_int, default=None,
                         help="threads of the runtime during the check (default: the runtime's choice)")
     int8 = parser.add_argument_group("int8 (onnx and openvino; the data sets go last on the line)")
