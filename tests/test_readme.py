@@ -27,12 +27,6 @@ def test_readme_prediction_snippet_runs_as_written(tmp_path):
     assert "(1, 100, 4) (1, 100) (1, 100) (1, 100, 28, 28, 3)" in result.stdout
 
 
-def test_readme_training_snippet_runs_as_written(tmp_path):
-    snippet = next(block for block in _python_blocks() if "training_model" in block)
-    result = subprocess.run([sys.executable, "-c", snippet], cwd=tmp_path, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr[-3000:]
-
-
 def test_readme_old_model_snippet_runs_as_written_on_a_generated_file(tmp_path):
     """The snippet for users of the original, on a keras-maskrcnn 0.2 style file with 80 classes
     written by tests/legacy_h5_writer.py under the published model's name."""
