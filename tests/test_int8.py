@@ -285,3 +285,19 @@ def test_calibration_batches_are_made_when_asked_for():
     np.testing.assert_array_equal(third, transform.prepare([pictures[3]])[0])
     assert [batch[0, 0, 0, 0] for batch in batches] == [batch[0, 0, 0, 0] for batch in batches[:]]
     assert len(list(batches)) == 3
+
+
+def test_benchmark_writes_a_row_per_format(tiny, tmp_path, capsys):
+    """maskrcnn-benchmark, Keras row only (the exports are measured by the tests above): one row of
+    4 pictures with an AP, times and memory, written as JSON and printed as a table."""
+    from keras_maskrcnn.bin import benchmark
+
+    out = tmp_path / "rows.json"
+    assert benchmark.main([tiny["keras_file"], "--formats", "keras", "--images", "4", "--warmup", "1",
+                           "--output", str(out), "csv", tiny["annotations"], tiny["classes"]]) == 0
+    rows = json.loads(out.read_text())
+    assert [(row["format"], row["precision"], row["images"]) for row in rows] == [("keras", "float32", 4)]
+    assert 0 < rows[0]["mask_AP50"] <= 1
+    assert rows[0]["median_ms"] > 0 and rows[0]["peak_mb"] > 0
+    printed = capsys.readouterr()
+    assert re.search(r"^keras\s+float32\s", printed.out, flags=re.M)

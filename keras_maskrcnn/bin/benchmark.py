@@ -67,7 +67,7 @@ def parse_args(args):
     argv = common.argv(args)
     rest, datasets = split_dataset_arguments(argv, ("--calibration",))
     args = parser.parse_args(rest)
-    quiet.quiet_startup(args.verbose)
+    args.quieted = quiet.quiet_startup(args.verbose)
     args.calibration = (dataset_arguments(parser, "--calibration", datasets["--calibration"])
                         if "--calibration" in datasets else None)
     common.check_dataset(parser, args)
@@ -99,11 +99,14 @@ def installed(fmt):
         return False
 
 
-def measure_row(argv, fmt, precision, path):
+def measure_row(argv, fmt, precision, path, quieted=False):
     """One row, run in a fresh process: AP on the data set, time per picture and peak memory of
-    `path` (the .keras model for fmt 'keras')."""
+    `path` (the .keras model for fmt 'keras'). quieted: the tool hid TensorFlow's start-up notices
+    (`quiet.quiet_startup`), so this process hides them too."""
     import numpy as np
 
+    if quieted:  # the inherited TF_CPP_MIN_LOG_LEVEL is the tool's own, not the user's
+        os.environ.pop(quiet.LOG_LEVEL_VARIABLE, None)
     parser, args, _ = parse_args(argv)
     if args.threads and fmt == "keras":
         import tensorflow as tf
@@ -118,10 +121,16 @@ def measure_row(argv, fmt, precision, path):
     generator = common.create_generator(parser, args, get_backbone(args.backbone), shuffle_groups=False,
                                         skip_bad_images=True)
     subset = Subset(generator, range(min(args.images, generator.size())))
-    predictor = Predictor(path, score_threshold=defaults.SCORE_THRESHOLD, threads=args.threads, backbone=args.backbone,
-                          image_min_side=args.image_min_side, image_max_side=args.image_max_side,
-                          pad_multiple=args.pad_multiple)
-    accuracy = ap_of(subset, predictor.model)
+    # The Keras row keeps the model's own detection count, as its exports do (a Predictor's default is 100).
+    max_detections = defaults.MAX_DETECTIONS
+    if fmt == "keras":
+        from ..models import read_metadata
+
+        max_detections = read_metadata(path).get("filter", {}).get("max_detections") or max_detections
+    predictor = Predictor(path, score_threshold=defaults.SCORE_THRESHOLD, max_detections=max_detections,
+                          threads=args.threads, backbone=args.backbone, image_min_side=args.image_min_side,
+                          image_max_side=args.image_max_side, pad_multiple=args.pad_multiple)
+    accuracy = ap_of(subset, predictor.model, max_detections=max_detections)
     pictures = [subset.load_image(index) for index in range(subset.size())]
     for index in range(args.warmup):
         predictor.predict_images([pictures[index % len(pictures)]])
@@ -152,11 +161,11 @@ def peak_memory_mb():
     return peak / (1024.0 * 1024.0) if sys.platform == "darwin" else peak / 1024.0
 
 
-def _run_row(argv, fmt, precision, path):
+def _run_row(argv, fmt, precision, path, quieted=False):
     """measure_row in a new process (so that peak memory is the row's own)."""
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-        return pool.submit(measure_row, argv, fmt, precision, path).result()
+        return pool.submit(measure_row, argv, fmt, precision, path, quieted).result()
 
 
 def format_table(rows):
@@ -228,7 +237,7 @@ def main(args=None):
                 continue
             print(f"Measuring {fmt} {precision}...", flush=True)
             row = dict(format=fmt, precision=precision, file=path, size_mb=file_size(path) / 1e6)
-            row.update(_run_row(argv, fmt, precision, path))
+            row.update(_run_row(argv, fmt, precision, path, args.quieted))
             rows.append(row)
     finally:
         if not args.dir:
