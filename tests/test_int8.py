@@ -289,7 +289,8 @@ def test_calibration_batches_are_made_when_asked_for():
 
 def test_benchmark_writes_a_row_per_format(tiny, tmp_path, capsys):
     """maskrcnn-benchmark, Keras row only (the exports are measured by the tests above): one row of
-    4 pictures with an AP, times and memory, written as JSON and printed as a table."""
+    4 pictures, written as JSON and printed as a table. Its AP is `quantize.ap_of` of the saved
+    model with the model's own 16 detection rows (as its exports have), not the Predictor's 100."""
     from keras_maskrcnn.bin import benchmark
 
     out = tmp_path / "rows.json"
@@ -297,7 +298,10 @@ def test_benchmark_writes_a_row_per_format(tiny, tmp_path, capsys):
                            "--output", str(out), "csv", tiny["annotations"], tiny["classes"]]) == 0
     rows = json.loads(out.read_text())
     assert [(row["format"], row["precision"], row["images"]) for row in rows] == [("keras", "float32", 4)]
-    assert 0 < rows[0]["mask_AP50"] <= 1
+    saved = Predictor(tiny["keras_file"], score_threshold=0.05, max_detections=16).model
+    reference = quantize.ap_of(quantize.Subset(tiny["generator"], range(4)), saved, max_detections=16)
+    assert rows[0]["mask_AP50"] == pytest.approx(reference["mask_AP50"], abs=1e-9)
+    assert rows[0]["mask_AP"] == pytest.approx(reference["mask_AP"], abs=1e-9)
     assert rows[0]["median_ms"] > 0 and rows[0]["peak_mb"] > 0
     printed = capsys.readouterr()
     assert re.search(r"^keras\s+float32\s", printed.out, flags=re.M)

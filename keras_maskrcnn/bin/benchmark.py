@@ -122,12 +122,14 @@ def measure_row(argv, fmt, precision, path, quieted=False):
                                         skip_bad_images=True)
     subset = Subset(generator, range(min(args.images, generator.size())))
     # The Keras row keeps the model's own detection count, as its exports do (a Predictor's default is 100).
-    max_detections = defaults.MAX_DETECTIONS
+    model, max_detections = path, defaults.MAX_DETECTIONS
     if fmt == "keras":
-        from ..models import read_metadata
+        from ..models import load_model
+        from ..models.maskrcnn import model_settings
 
-        max_detections = read_metadata(path).get("filter", {}).get("max_detections") or max_detections
-    predictor = Predictor(path, score_threshold=defaults.SCORE_THRESHOLD, max_detections=max_detections,
+        model = load_model(path, backbone_name=args.backbone)
+        max_detections = model_settings(model).detection_filter.max_detections
+    predictor = Predictor(model, score_threshold=defaults.SCORE_THRESHOLD, max_detections=max_detections,
                           threads=args.threads, backbone=args.backbone, image_min_side=args.image_min_side,
                           image_max_side=args.image_max_side, pad_multiple=args.pad_multiple)
     accuracy = ap_of(subset, predictor.model, max_detections=max_detections)
